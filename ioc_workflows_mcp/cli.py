@@ -1,0 +1,241 @@
+"""Command line: serve MCP (stdio or streamable HTTP), run one analysis, or check the upstreams."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+import anyio
+
+from ioc_workflows_mcp import __version__
+from ioc_workflows_mcp.indicator import Indicator, IndicatorError
+from ioc_workflows_mcp.render import to_markdown
+from ioc_workflows_mcp.settings import CONFIG_ENV_VAR, Config, ConfigError, load_config
+from ioc_workflows_mcp.upstream.pool import UpstreamFailure, UpstreamPool
+from ioc_workflows_mcp.workflows.enrich import enrich
+from ioc_workflows_mcp.workflows.sources import Sources
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+WORKFLOWS = ("enrich", "pivot", "correlate", "investigate")
+
+DESCRIPTION = f"""\
+ioc-workflows-mcp {__version__}: deterministic IOC enrich / pivot / correlate workflows as one MCP server,
+over Google's gti-mcp, secops-mcp and secops-soar MCP servers.
+
+With no command it serves MCP over stdio (what an MCP host runs). Without a config file it uses bundled
+OFFLINE STAND-INS serving fixture data, and says so on stderr and in every result (data_mode)."""
+
+EPILOG = f"""\
+examples:
+  ioc-workflows-mcp analyze secure-update.example.net
+  ioc-workflows-mcp analyze 'hxxps[:]//login.example[.]net/reset' --format markdown
+  ioc-workflows-mcp serve --transport http --host 127.0.0.1 --port 8000
+  ioc-workflows-mcp --config upstreams.json doctor
+
+config: --config FILE or ${CONFIG_ENV_VAR}; JSON in the MCP hosts' "mcpServers" format, upstream names
+gti, secops, soar; ${{VAR}} is expanded from the environment. See README.md.
+
+exit codes: 0 ok, 1 failed (doctor: a tool is missing or an upstream is down), 2 bad input or config."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ioc-workflows-mcp",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_common(parser, None)
+    # The same options after the command too: `analyze X --config F` works like `--config F analyze X`.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="serve MCP (the default, over stdio)")
+    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+
+    analyze = commands.add_parser(
+        "analyze", parents=[common], help="run one workflow on an indicator and print the result"
+    )
+    analyze.add_argument("value", metavar="VALUE", help="the indicator (defanged forms accepted)")
+    analyze.add_argument("--type", dest="ioc_type", metavar="T", help='indicator type, e.g. "Domain", ip, sha256')
+    analyze.add_argument("--workflow", choices=WORKFLOWS, default="enrich")
+    analyze.add_argument("--depth", type=int, default=1, choices=[1, 2, 3], help="pivot depth (pivot, investigate)")
+    analyze.add_argument(
+        "--scope",
+        choices=["recent", "extended", "comprehensive"],
+        default="recent",
+        help="SOAR case window: 30, 90 or 365 days (correlate, investigate)",
+    )
+    analyze.add_argument("--lookback-days", type=_days, default=30, metavar="N", help="SIEM window, 1-365 (default 30)")
+    analyze.add_argument("--format", choices=["json", "markdown"], default="json")
+
+    commands.add_parser(
+        "doctor", parents=[common], help="connect to each upstream and check every tool the workflows call"
+    )
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default,
+        help=f"JSON config file (default: ${CONFIG_ENV_VAR}, else the offline stand-ins)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=default,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="stderr log level (default WARNING)",
+    )
+
+
+def _days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if not 1 <= value <= 365:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; give 1 to 365 days")
+    return value
+
+
+def _setup_logging(level: str | None, config: Config | None) -> None:
+    chosen = level or (config.settings.log_level if config else "WARNING")
+    logging.basicConfig(stream=sys.stderr, level=chosen.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if config is not None and config.secrets:
+        redacting = _RedactingFilter(config)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(redacting)
+
+
+class _RedactingFilter(logging.Filter):
+    def __init__(self, config: Config):
+        super().__init__()
+        self._config = config
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._config.redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ioc-workflows-mcp: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(args.log_level, config)
+    command = args.command or "serve"
+    if command == "serve":
+        return _serve(
+            config,
+            getattr(args, "transport", "stdio"),
+            getattr(args, "host", "127.0.0.1"),
+            getattr(args, "port", 8000),
+        )
+    if command == "analyze":
+        return _analyze(config, args)
+    return anyio.run(_doctor, config)
+
+
+def _serve(config: Config, transport: str, host: str, port: int) -> int:
+    from ioc_workflows_mcp.server import build_server
+
+    server = build_server(config)
+    if transport == "http":
+        server.run("streamable-http", host=host, port=port)
+    else:
+        server.run()
+    return EXIT_OK
+
+
+def _analyze(config: Config, args: argparse.Namespace) -> int:
+    try:
+        indicator = Indicator.parse(args.value, args.ioc_type)
+    except IndicatorError as exc:
+        print(f"ioc-workflows-mcp: invalid indicator: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.workflow != "enrich":
+        print(
+            f"ioc-workflows-mcp: workflow {args.workflow!r} is not available yet in {__version__}; "
+            "use --workflow enrich",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if config.data_mode != "live":
+        print(
+            f"ioc-workflows-mcp: DATA MODE {config.data_mode}: results come from bundled offline stand-ins "
+            "(fixtures/), not live threat intelligence.",
+            file=sys.stderr,
+        )
+
+    async def run() -> Any:
+        async with UpstreamPool(config) as pool:
+            return await enrich(indicator, Sources.from_pool(pool, config), args.lookback_days)
+
+    result = anyio.run(run)
+    if args.format == "markdown":
+        print(to_markdown(result))
+    else:
+        print(json.dumps(result.model_dump(mode="json"), indent=2))
+    return EXIT_OK
+
+
+async def _doctor(config: Config) -> int:
+    """List each upstream's tools and check the ones we call accept the arguments we send."""
+    from ioc_workflows_mcp.workflows.sources import Sources
+
+    print(f"config: {config.source} (data mode {config.data_mode})")
+    healthy = True
+    async with UpstreamPool(config) as pool:
+        sources = Sources.from_pool(pool, config)
+        facades = {"gti": sources.gti, "secops": sources.siem, "soar": sources.soar}
+        for name, conn in pool.connections.items():
+            where = conn.spec.url or " ".join([conn.spec.command or "", *conn.spec.args])
+            print(f"\n[{name}] {conn.spec.transport}: {where}")
+            try:
+                tools = await conn.list_tools()
+            except UpstreamFailure as failure:
+                healthy = False
+                print(f"  UNAVAILABLE: {failure.message}")
+                continue
+            print(f"  {len(tools)} tools: {', '.join(sorted(tool.name for tool in tools))}")
+            by_name = {tool.name: tool for tool in tools}
+            for tool_name, sent in sorted(facades[name].tools.items()):
+                problem = _check_tool(by_name.get(tool_name), sent)
+                healthy &= problem is None
+                print(
+                    f"  {'ok     ' if problem is None else 'MISSING'} {tool_name}({', '.join(sorted(sent))})"
+                    + (f": {problem}" if problem else "")
+                )
+    print("\nall upstream tools present" if healthy else "\nsome upstream tools are missing or unusable")
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
+def _check_tool(tool: Any, sent: frozenset[str]) -> str | None:
+    if tool is None:
+        return "the upstream does not expose this tool"
+    schema = tool.input_schema or {}
+    accepted = set((schema.get("properties") or {}).keys())
+    required = set(schema.get("required") or [])
+    unknown = sorted(sent - accepted)
+    if unknown:
+        return f"does not accept argument(s) {unknown}"
+    missing = sorted(required - sent)
+    if missing:
+        return f"requires argument(s) {missing} that we do not send"
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

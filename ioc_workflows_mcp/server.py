@@ -1,0 +1,164 @@
+"""The MCP tools. Thin: parse arguments, run a workflow, shape the result. No logic of its own."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
+
+from ioc_workflows_mcp import __version__
+from ioc_workflows_mcp.indicator import Indicator, IndicatorError
+from ioc_workflows_mcp.models import EnrichResult
+from ioc_workflows_mcp.settings import Config, load_config
+from ioc_workflows_mcp.upstream.pool import UpstreamPool
+from ioc_workflows_mcp.workflows.enrich import enrich
+from ioc_workflows_mcp.workflows.sources import Sources
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+Deterministic IOC analysis. Give an indicator of compromise (IPv4/IPv6 address, domain, URL, or an
+md5/sha1/sha256 file hash; defanged forms such as hxxp:// and [.] are accepted) and get one merged JSON
+result from Google Threat Intelligence and the Chronicle SIEM, in one call instead of many.
+Tools: enrich_ioc (reputation + SIEM context + SIEM IOC matches) and analyze_ioc (pick a workflow).
+Every result has a top-level data_mode: "offline-fixtures" means bundled stand-in data, NOT live
+intelligence. Every section has a status (ok, not_found, skipped_policy, rate_limited, timeout,
+unavailable, degraded): a failed or skipped section means unknown, never clean."""
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, open_world_hint=True, idempotent_hint=True, destructive_hint=False
+)
+
+IocValue = Annotated[
+    str,
+    Field(
+        description="The indicator: IPv4/IPv6, domain, URL, or md5/sha1/sha256. Defanged input is accepted."
+    ),
+]
+IocType = Annotated[
+    str | None,
+    Field(
+        description='Optional type: "IP Address", "Domain", "File Hash", "URL" or ip, ipv4, ipv6, domain, url, '
+        "hash, md5, sha1, sha256. Detected when omitted; when given, the value is still checked against it."
+    ),
+]
+LookbackDays = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=365,
+        description="SIEM look-back window in days (1-365): entity history, IOC matches, events.",
+    ),
+]
+
+
+@dataclass
+class AppState:
+    config: Config
+    pool: UpstreamPool
+    sources: Sources
+
+
+def _announce(config: Config) -> None:
+    if config.data_mode != "live":
+        offline = [
+            name for name, spec in config.upstreams.items() if "ioc_workflows_mcp.offline" in spec.args
+        ]
+        print(
+            f"ioc-workflows-mcp: DATA MODE {config.data_mode}: {', '.join(offline)} served by bundled offline "
+            "stand-ins from fixtures/, not live threat intelligence.",
+            file=sys.stderr,
+        )
+
+
+def build_server(config: Config | None = None) -> MCPServer:
+    """The MCP server. ``config`` defaults to the config file or the offline stand-ins."""
+    config = config or load_config()
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
+        _announce(config)
+        async with UpstreamPool(config) as pool:
+            yield AppState(config=config, pool=pool, sources=Sources.from_pool(pool, config))
+
+    server = MCPServer(
+        "ioc-workflows-mcp",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+    )
+
+    def state(ctx: Context) -> AppState:
+        return ctx.request_context.lifespan_context
+
+    def parse(value: str, ioc_type: str | None) -> Indicator:
+        try:
+            return Indicator.parse(value, ioc_type)
+        except IndicatorError as exc:
+            raise ToolError(str(exc)) from None
+
+    def shaped(result: EnrichResult) -> CallToolResult:
+        return CallToolResult(
+            content=[TextContent(type="text", text=result.summary)],
+            structured_content=result.model_dump(mode="json"),
+        )
+
+    @server.tool(title="Enrich an indicator", annotations=READ_ONLY)
+    async def enrich_ioc(
+        ioc_value: IocValue, ctx: Context, ioc_type: IocType = None, lookback_days: LookbackDays = 30
+    ) -> Annotated[CallToolResult, EnrichResult]:
+        """Enrich one indicator of compromise: GTI reputation, SIEM context and SIEM IOC matches, merged.
+
+        Runs the runbook's enrichment in one call, all upstream lookups at once:
+        - gti_analysis: GTI threat score "X/100", threat types, first submission date, community score;
+        - siem_context: first/last seen, event count and affected internal systems in the look-back window;
+        - ioc_matches: the SIEM's threat-feed matches of this indicator;
+        - assessment: the sources cross-validated into a verdict, risk level and explained confidence.
+        Private, reserved and documentation addresses are never sent to external threat intelligence
+        (gti_analysis status skipped_policy); the SIEM is still asked. A section that failed is reported
+        with its status and reason, and the verdict is then unknown, never clean.
+        """
+        indicator = parse(ioc_value, ioc_type)
+        return shaped(await enrich(indicator, state(ctx).sources, lookback_days))
+
+    @server.tool(title="Analyze an indicator", annotations=READ_ONLY)
+    async def analyze_ioc(
+        ioc_value: IocValue,
+        ctx: Context,
+        ioc_type: IocType = None,
+        analysis_type: Annotated[
+            Literal["enrich", "pivot", "correlate", "full"],
+            Field(
+                description="Workflow: enrich (available), pivot, correlate, full (enrich, pivot, correlate)."
+            ),
+        ] = "enrich",
+        pivot_depth: Annotated[int, Field(ge=1, le=3, description="Pivot depth, 1-3 (pivot and full).")] = 1,
+        correlation_scope: Annotated[
+            Literal["recent", "extended", "comprehensive"],
+            Field(description="SOAR case window: recent 30 days, extended 90, comprehensive 365."),
+        ] = "recent",
+        lookback_days: LookbackDays = 30,
+    ) -> Annotated[CallToolResult, EnrichResult]:
+        """Analyze one indicator of compromise with the chosen workflow; the entry point of the IOC runbook.
+
+        analysis_type "enrich" returns the same result as enrich_ioc. "pivot", "correlate" and "full" are
+        not available yet in this version and answer with an error that says so.
+        """
+        indicator = parse(ioc_value, ioc_type)
+        if analysis_type != "enrich":
+            raise ToolError(
+                f'analysis_type "{analysis_type}" is not available yet in ioc-workflows-mcp {__version__}; '
+                'use analysis_type="enrich" (or the enrich_ioc tool)'
+            )
+        del pivot_depth, correlation_scope  # accepted for the runbook's signature; used by later workflows
+        return shaped(await enrich(indicator, state(ctx).sources, lookback_days))
+
+    return server

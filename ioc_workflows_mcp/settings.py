@@ -1,0 +1,230 @@
+"""Configuration: one JSON file in the MCP hosts' ``mcpServers`` format, plus our settings.
+
+```json
+{
+  "mcpServers": {
+    "gti":    {"command": "gti_mcp", "env": {"VT_APIKEY": "${VT_APIKEY}"}},
+    "secops": {"command": "secops_mcp", "env": {"CHRONICLE_PROJECT_ID": "${CHRONICLE_PROJECT_ID}"}},
+    "soar":   {"url": "http://127.0.0.1:9000/mcp"}
+  },
+  "settings": {"call_timeout_seconds": 30, "upstreams": {"gti": {"max_concurrency": 2}}}
+}
+```
+
+``${VAR}`` (and ``${VAR:-default}``) are expanded from the environment, so secrets stay there. Values of
+environment entries whose names look secret are remembered so that logs and errors can redact them.
+With no config file at all, the bundled offline stand-ins are used and every result says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_ENV_VAR = "IOC_WORKFLOWS_CONFIG"
+UPSTREAM_NAMES = ("gti", "secops", "soar")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or invalid. The message says what to fix."""
+
+
+class UpstreamPolicy(BaseModel):
+    """Per-upstream limits. Every field falls back to the global setting of the same name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call_timeout_seconds: float | None = Field(default=None, gt=0)
+    startup_timeout_seconds: float | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(default=None, ge=1, le=64)
+
+
+class CacheSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_entries: int = Field(default=2048, ge=0)
+    ttl_seconds: float = Field(default=900, ge=0, description="Lifetime of a found result.")
+    not_found_ttl_seconds: float = Field(default=120, ge=0, description="Lifetime of a not-found result.")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    call_timeout_seconds: float = Field(default=30, gt=0)
+    startup_timeout_seconds: float = Field(default=60, gt=0)
+    max_concurrency: int = Field(default=4, ge=1, le=64)
+    ioc_match_limit: int = Field(default=1000, ge=1, description="max_matches sent to get_ioc_matches.")
+    udm_event_limit: int = Field(default=200, ge=1, description="max_events sent to search_udm.")
+    upstream_stderr: Literal["discard", "inherit"] = "discard"
+    log_level: str = "WARNING"
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    upstreams: dict[str, UpstreamPolicy] = Field(default_factory=dict)
+
+    def policy(self, upstream: str) -> UpstreamPolicy:
+        """Effective limits of one upstream: its own values over the global ones."""
+        own = self.upstreams.get(upstream, UpstreamPolicy())
+        return UpstreamPolicy(
+            call_timeout_seconds=own.call_timeout_seconds or self.call_timeout_seconds,
+            startup_timeout_seconds=own.startup_timeout_seconds or self.startup_timeout_seconds,
+            max_concurrency=own.max_concurrency or self.max_concurrency,
+        )
+
+
+class UpstreamSpec(BaseModel):
+    """One upstream MCP server, as an MCP host would run it: stdio (command) or streamable HTTP (url)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> UpstreamSpec:
+        if bool(self.command) == bool(self.url):
+            raise ValueError(f"upstream {self.name!r} needs exactly one of 'command' (stdio) or 'url' (HTTP)")
+        return self
+
+    @property
+    def transport(self) -> str:
+        return "stdio" if self.command else "http"
+
+
+class Config(BaseModel):
+    upstreams: dict[str, UpstreamSpec]
+    settings: Settings
+    data_mode: Literal["offline-fixtures", "live", "mixed"]
+    source: str = Field(
+        description="Where the config came from: a file path, or 'built-in offline stand-ins'."
+    )
+    secrets: frozenset[str] = Field(default_factory=frozenset, exclude=True, repr=False)
+
+    def redact(self, text: str) -> str:
+        """Replace every configured secret value in ``text``."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+
+def _expand(value: str, where: str) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where} uses ${{{name}}}, but the environment variable {name} is not set")
+
+    return _VAR.sub(sub, value)
+
+
+def _expand_tree(node: Any, where: str) -> Any:
+    if isinstance(node, str):
+        return _expand(node, where)
+    if isinstance(node, list):
+        return [_expand_tree(item, where) for item in node]
+    if isinstance(node, dict):
+        return {key: _expand_tree(item, f"{where}.{key}") for key, item in node.items()}
+    return node
+
+
+def offline_upstreams() -> dict[str, UpstreamSpec]:
+    """The bundled stand-ins, run with this very interpreter."""
+    env = {"PYTHONUNBUFFERED": "1"}
+    for passthrough in (
+        "PYTHONPATH",
+        "IOC_WORKFLOWS_FIXTURES",
+        "IOC_STANDIN_LATENCY_MS",
+        "IOC_STANDIN_JITTER_MS",
+    ):
+        if passthrough in os.environ:
+            env[passthrough] = os.environ[passthrough]
+    return {
+        name: UpstreamSpec(
+            name=name, command=sys.executable, args=["-m", "ioc_workflows_mcp.offline", name], env=env
+        )
+        for name in UPSTREAM_NAMES
+    }
+
+
+def _is_offline(spec: UpstreamSpec) -> bool:
+    return spec.args[-2:-1] == ["ioc_workflows_mcp.offline"] or "ioc_workflows_mcp.offline" in spec.args
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the config from ``path``, else from $IOC_WORKFLOWS_CONFIG, else use the offline stand-ins."""
+    chosen = path or os.environ.get(CONFIG_ENV_VAR)
+    if not chosen:
+        return Config(
+            upstreams=offline_upstreams(),
+            settings=Settings(),
+            data_mode="offline-fixtures",
+            source="built-in offline stand-ins",
+        )
+    file = Path(chosen)
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {file} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {file} must hold a JSON object with 'mcpServers'")
+    servers = raw.get("mcpServers")
+    if not isinstance(servers, dict) or not servers:
+        raise ConfigError(
+            f"config file {file} needs an 'mcpServers' object naming the upstreams {', '.join(UPSTREAM_NAMES)}"
+        )
+    unknown = sorted(set(servers) - set(UPSTREAM_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown upstream name(s) {unknown} in {file}; use {', '.join(UPSTREAM_NAMES)}")
+
+    secrets: set[str] = set()
+    upstreams: dict[str, UpstreamSpec] = {}
+    for name, entry in servers.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"mcpServers.{name} in {file} must be an object with 'command' or 'url'")
+        expanded = _expand_tree(entry, f"mcpServers.{name}")
+        for key, value in (expanded.get("env") or {}).items():
+            if _SECRET_NAME.search(key) and value:
+                secrets.add(str(value))
+        for key, value in (expanded.get("headers") or {}).items():
+            if value and key.lower() in ("authorization", "x-apikey", "appkey", "x-api-key"):
+                secrets.add(str(value))
+        try:
+            upstreams[name] = UpstreamSpec(name=name, **expanded)
+        except ValidationError as exc:
+            raise ConfigError(f"mcpServers.{name} in {file} is invalid: {_first_error(exc)}") from None
+    # An upstream left out of the file keeps its offline stand-in, and the data mode says so.
+    defaults = offline_upstreams()
+    for name in UPSTREAM_NAMES:
+        upstreams.setdefault(name, defaults[name])
+
+    try:
+        settings = Settings.model_validate(_expand_tree(raw.get("settings") or {}, "settings"))
+    except ValidationError as exc:
+        raise ConfigError(f"settings in {file} are invalid: {_first_error(exc)}") from None
+
+    offline = [name for name, spec in upstreams.items() if _is_offline(spec)]
+    mode = "offline-fixtures" if len(offline) == len(upstreams) else ("mixed" if offline else "live")
+    return Config(
+        upstreams=upstreams, settings=settings, data_mode=mode, source=str(file), secrets=frozenset(secrets)
+    )
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err.get("loc", ()))
+    return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))

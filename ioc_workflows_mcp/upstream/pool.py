@@ -1,0 +1,310 @@
+"""The upstream pool: one long-lived MCP client per upstream server.
+
+A connection is started on first use, reused by every later call, and restarted after it dies. Each
+call gets a timeout and waits for a per-upstream concurrency slot. Failures never escape as raw SDK
+exceptions: they become :class:`UpstreamFailure`, which carries the section status a workflow reports.
+
+The MCP client keeps a task group open for its whole life, and anyio wants that group entered and left
+in one task, so each connection lives in a task of its own inside the pool's task group; callers in
+other tasks share its session, which the SDK supports.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import anyio
+import httpx2
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import Implementation, TextContent, Tool
+
+from ioc_workflows_mcp import __version__
+from ioc_workflows_mcp.models import Status
+from ioc_workflows_mcp.settings import Config, UpstreamSpec
+
+log = logging.getLogger(__name__)
+
+# After a failed start, calls fail at once for this long instead of paying the start-up again.
+RESTART_COOLDOWN_SECONDS = 5.0
+_STDERR_TAIL_CHARS = 600
+
+
+class UpstreamFailure(Exception):
+    """An upstream call did not produce an answer. ``status`` is the section status to report."""
+
+    def __init__(self, upstream: str, status: Status, message: str, retry_after: float | None = None):
+        super().__init__(f"{upstream}: {message}")
+        self.upstream = upstream
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    """What an upstream tool returned, reduced to what the facades read."""
+
+    is_error: bool
+    texts: list[str]
+    structured: Any = None
+    has_structured: bool = False
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.texts)
+
+
+@dataclass
+class _Live:
+    client: Client | None = None
+    error: BaseException | None = None
+    scope: anyio.CancelScope | None = None
+    stop: anyio.Event = field(default_factory=anyio.Event)
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    dead: bool = False
+    stderr: IO[str] | None = None
+
+
+class UpstreamConnection:
+    """One upstream: its spec, its limits, and at most one live MCP session at a time."""
+
+    def __init__(self, spec: UpstreamSpec, config: Config, task_group: anyio.abc.TaskGroup):
+        policy = config.settings.policy(spec.name)
+        self.spec = spec
+        self.name = spec.name
+        self.call_timeout = float(policy.call_timeout_seconds or 30)
+        self.startup_timeout = float(policy.startup_timeout_seconds or 60)
+        self._config = config
+        self._tg = task_group
+        self._slots = anyio.Semaphore(policy.max_concurrency or 4)
+        self._lock = anyio.Lock()
+        self._live: _Live | None = None
+        self._failed_at: float | None = None
+        self._failure: UpstreamFailure | None = None
+        self.starts = 0
+        self.calls = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _transport(self, errlog: IO[str]) -> Any:
+        spec = self.spec
+        if spec.command:
+            env = dict(spec.env)
+            params = StdioServerParameters(command=spec.command, args=spec.args, env=env, cwd=spec.cwd)
+            return stdio_client(params, errlog=errlog)
+        http = httpx2.AsyncClient(headers=spec.headers, timeout=httpx2.Timeout(self.call_timeout, read=300))
+        return streamable_http_client(spec.url or "", http_client=http)
+
+    async def _serve(self, live: _Live) -> None:
+        """Own one MCP session from start to stop; runs in the pool's task group."""
+        with anyio.CancelScope() as scope:
+            live.scope = scope
+            try:
+                errlog: IO[str] = sys.stderr
+                if self._config.settings.upstream_stderr == "discard":
+                    live.stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+                    errlog = live.stderr
+                client = Client(
+                    self._transport(errlog),
+                    mode="legacy",
+                    read_timeout_seconds=self.call_timeout,
+                    client_info=Implementation(name="ioc-workflows-mcp", version=__version__),
+                    cache=None,
+                )
+                async with client:
+                    live.client = client
+                    live.ready.set()
+                    await live.stop.wait()
+            except Exception as exc:  # the SDK raises many kinds; all mean "this session is gone"
+                live.error = exc
+            finally:
+                live.dead = True
+                live.ready.set()
+                if live.stderr is not None:
+                    live.stderr.close()
+
+    def _stderr_tail(self, live: _Live) -> str:
+        if live.stderr is None or live.stderr.closed:
+            return ""
+        try:
+            live.stderr.flush()
+            live.stderr.seek(0, os.SEEK_END)
+            size = live.stderr.tell()
+            live.stderr.seek(max(0, size - _STDERR_TAIL_CHARS))
+            tail = live.stderr.read().strip()
+        except (OSError, ValueError):
+            return ""
+        return self._config.redact(tail.splitlines()[-1]) if tail else ""
+
+    async def _session(self) -> Client:
+        live = self._live
+        if live is not None and not live.dead and live.client is not None:
+            return live.client
+        async with self._lock:
+            live = self._live
+            if live is not None and not live.dead and live.client is not None:
+                return live.client
+            cooling = self._failed_at is not None and time.monotonic() - self._failed_at < RESTART_COOLDOWN_SECONDS
+            if self._failure is not None and cooling:
+                raise self._failure
+            live = _Live()
+            self._live = live
+            self.starts += 1
+            self._tg.start_soon(self._serve, live)
+            with anyio.move_on_after(self.startup_timeout) as waited:
+                await live.ready.wait()
+            if waited.cancelled_caught or live.client is None:
+                if waited.cancelled_caught:
+                    reason = f"did not finish starting within {self.startup_timeout:g} s"
+                else:
+                    reason = f"could not start: {self._describe(live.error)}"
+                tail = self._stderr_tail(live)
+                if tail:
+                    reason += f" (last stderr line: {tail[:300]})"
+                live.stop.set()
+                if live.scope is not None:
+                    live.scope.cancel()
+                failure = UpstreamFailure(self.name, Status.UNAVAILABLE, reason)
+                self._failure, self._failed_at = failure, time.monotonic()
+                log.warning("upstream %s %s", self.name, reason)
+                raise failure
+            self._failure = self._failed_at = None
+            return live.client
+
+    def _mark_dead(self) -> None:
+        live = self._live
+        if live is not None:
+            live.dead = True
+            live.stop.set()
+
+    async def aclose(self) -> None:
+        live = self._live
+        if live is not None:
+            live.stop.set()
+
+    # -- calls -----------------------------------------------------------------------------------
+
+    def _describe(self, exc: BaseException | None) -> str:
+        if exc is None:
+            return "unknown error"
+        if isinstance(exc, BaseExceptionGroup):
+            return "; ".join(self._describe(inner) for inner in exc.exceptions[:3])
+        text = str(exc) or type(exc).__name__
+        return self._config.redact(text)[:300]
+
+    async def call(self, tool: str, arguments: dict[str, Any], timeout: float | None = None) -> ToolOutput:
+        """Call ``tool``; raise :class:`UpstreamFailure` when no answer could be had."""
+        limit = timeout or self.call_timeout
+        client = await self._session()
+        async with self._slots:
+            self.calls += 1
+            try:
+                with anyio.fail_after(limit):
+                    result = await client.call_tool(tool, arguments, read_timeout_seconds=limit)
+            except TimeoutError:
+                raise UpstreamFailure(self.name, Status.TIMEOUT, f"{tool} timed out after {limit:g} s") from None
+            except MCPError as exc:
+                if exc.error.code == -32001:
+                    raise UpstreamFailure(self.name, Status.TIMEOUT, f"{tool} timed out after {limit:g} s") from None
+                self._mark_dead()
+                raise UpstreamFailure(
+                    self.name,
+                    Status.UNAVAILABLE,
+                    f"{tool} failed: {self._describe(exc)}; the connection will restart",
+                ) from None
+            except RuntimeError as exc:
+                # The 2.x client re-validates structuredContent against the tool's outputSchema.
+                raise UpstreamFailure(
+                    self.name,
+                    Status.DEGRADED,
+                    f"{tool} returned output that violates its own schema: {exc}"[:400],
+                ) from None
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as exc:
+                self._mark_dead()
+                raise UpstreamFailure(
+                    self.name,
+                    Status.UNAVAILABLE,
+                    f"connection lost during {tool} ({type(exc).__name__}); will restart",
+                ) from None
+        texts = [block.text for block in result.content if isinstance(block, TextContent)]
+        structured = result.structured_content
+        has_structured = structured is not None
+        if isinstance(structured, dict) and set(structured) == {"result"}:
+            structured = structured["result"]
+        return ToolOutput(bool(result.is_error), texts, structured, has_structured)
+
+    async def list_tools(self) -> list[Tool]:
+        client = await self._session()
+        tools: list[Tool] = []
+        cursor: str | None = None
+        try:
+            with anyio.fail_after(self.call_timeout):
+                while True:
+                    page = await client.list_tools(cursor=cursor) if cursor else await client.list_tools()
+                    tools.extend(page.tools)
+                    cursor = page.next_cursor
+                    if not cursor:
+                        break
+        except TimeoutError:
+            raise UpstreamFailure(self.name, Status.TIMEOUT, "tools/list timed out") from None
+        except (MCPError, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
+            self._mark_dead()
+            raise UpstreamFailure(self.name, Status.UNAVAILABLE, f"tools/list failed: {self._describe(exc)}") from None
+        return tools
+
+
+class UpstreamPool:
+    """All configured upstreams. Use as ``async with UpstreamPool(config) as pool``."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._connections: dict[str, UpstreamConnection] = {}
+
+    async def __aenter__(self) -> UpstreamPool:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        for name, spec in self.config.upstreams.items():
+            self._connections[name] = UpstreamConnection(spec, self.config, self._tg)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        for conn in self._connections.values():
+            await conn.aclose()
+        assert self._tg is not None
+        # Give each session a moment to close its subprocess cleanly, then cancel what is left.
+        with anyio.move_on_after(5):
+            await _wait_closed(self._connections.values())
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(None, None, None)
+
+    def __getitem__(self, name: str) -> UpstreamConnection:
+        return self._connections[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._connections
+
+    @property
+    def connections(self) -> dict[str, UpstreamConnection]:
+        return dict(self._connections)
+
+    async def call(self, upstream: str, tool: str, arguments: dict[str, Any]) -> ToolOutput:
+        conn = self._connections.get(upstream)
+        if conn is None:
+            raise UpstreamFailure(upstream, Status.UNAVAILABLE, "not configured")
+        return await conn.call(tool, arguments)
+
+
+async def _wait_closed(connections: Any) -> None:
+    for conn in connections:
+        live = conn._live
+        while live is not None and live.scope is not None and not live.dead:
+            await anyio.sleep(0.01)

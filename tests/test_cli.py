@@ -1,0 +1,194 @@
+"""The command line, run as a user runs it: the installed console script in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from tests.conftest import child_env, console_script
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [console_script(), *args], capture_output=True, text=True, timeout=timeout, env=env or child_env()
+    )
+
+
+def test_analyze_prints_documented_json_and_says_offline() -> None:
+    proc = run("analyze", "secure-update.example.net")
+    assert proc.returncode == 0, proc.stderr
+    assert "DATA MODE offline-fixtures" in proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["data_mode"] == "offline-fixtures"
+    assert data["gti_analysis"]["reputation_score"] == "87/100"
+    assert data["siem_context"]["event_count"] == 83
+    assert data["ioc_matches"]["match_count"] == 1
+
+
+def test_analyze_markdown_and_options() -> None:
+    proc = run(
+        "analyze",
+        "hxxps[:]//login.example[.]net/reset",
+        "--type",
+        "URL",
+        "--lookback-days",
+        "7",
+        "--format",
+        "markdown",
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("# url `https://login.example.net/reset` — malicious")
+    assert "DATA MODE offline-fixtures" in out
+    assert "| reputation_score | 82/100 |" in out
+    assert "## IOC matches" in out
+
+
+def test_analyze_private_ip_skips_threat_intel() -> None:
+    data = json.loads(run("analyze", "10.20.30.40").stdout)
+    assert data["gti_analysis"]["section"]["status"] == "skipped_policy"
+    assert data["lookback_days"] == 30
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("analyze", "payload.xrat"), "unknown TLD `xrat`"),
+        (("analyze", ""), "empty or invalid IOC value"),
+        (("analyze", "8.8.8.8", "--workflow", "pivot"), "not available yet"),
+        (("analyze", "8.8.8.8", "--lookback-days", "400"), "1 to 365"),
+        (("analyze", "invoice.zip"), "ambiguous"),
+    ],
+)
+def test_bad_input_exits_2_with_a_reason(args: tuple[str, ...], fragment: str) -> None:
+    proc = run(*args)
+    assert proc.returncode == 2
+    assert fragment in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_help_lists_commands() -> None:
+    proc = run("--help")
+    assert proc.returncode == 0
+    for word in ("serve", "analyze", "doctor", "--config", "OFFLINE STAND-INS"):
+        assert word in proc.stdout
+    analyze = run("analyze", "--help").stdout
+    for option in ("--type", "--workflow", "--depth", "--scope", "--lookback-days", "--format"):
+        assert option in analyze
+
+
+def test_doctor_offline_reports_every_tool_present() -> None:
+    proc = run("doctor")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "data mode offline-fixtures" in proc.stdout
+    for tool in (
+        "get_domain_report(domain)",
+        "lookup_entity(entity_value, hours_back)",
+        "get_ioc_matches(hours_back, max_matches)",
+        "list_cases(next_page_token)",
+    ):
+        assert f"ok      {tool}" in proc.stdout
+    assert "all upstream tools present" in proc.stdout
+
+
+def test_doctor_reports_a_dead_upstream_and_exits_1(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps({"mcpServers": {"soar": {"command": "/bin/false"}}, "settings": {"startup_timeout_seconds": 10}})
+    )
+    proc = run("--config", str(config), "doctor")
+    assert proc.returncode == 1
+    assert "[soar]" in proc.stdout and "UNAVAILABLE" in proc.stdout
+    assert "data mode mixed" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("not json", "not valid JSON"),
+        (
+            '{"mcpServers": {"gti": {"command": "x", "env": {"VT_APIKEY": "${IOC_TEST_UNSET_VAR}"}}}}',
+            "IOC_TEST_UNSET_VAR is not set",
+        ),
+        ('{"mcpServers": {"virustotal": {"command": "x"}}}', "unknown upstream name"),
+        ('{"mcpServers": {"gti": {"args": []}}}', "exactly one of 'command'"),
+        ('{"mcpServers": {"gti": {"command": "x"}}, "settings": {"call_timeout_seconds": -1}}', "greater than 0"),
+    ],
+)
+def test_config_errors_exit_2(tmp_path: Path, content: str, fragment: str) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(content)
+    proc = run("--config", str(config), "analyze", "8.8.8.8")
+    assert proc.returncode == 2
+    assert fragment in proc.stderr, proc.stderr
+
+
+def test_config_env_var_and_expansion_keep_secret_out_of_output(tmp_path: Path) -> None:
+    """A config naming the stand-ins explicitly, with a secret in env: the secret never shows."""
+    secret = "sk-test-4c1d-never-print-me"
+    config = tmp_path / "c.json"
+    standin = {
+        "command": console_script().replace("ioc-workflows-mcp", "python"),
+        "args": ["-m", "ioc_workflows_mcp.offline", "gti"],
+        "env": {"VT_APIKEY": "${IOC_TEST_KEY}"},
+    }
+    config.write_text(json.dumps({"mcpServers": {"gti": standin}}))
+    proc = run(
+        "analyze",
+        "secure-update.example.net",
+        "--log-level",
+        "DEBUG",
+        env=child_env(IOC_WORKFLOWS_CONFIG=str(config), IOC_TEST_KEY=secret),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["gti_analysis"]["reputation_score"] == "87/100"
+    assert secret not in proc.stdout and secret not in proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_streamable_http() -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [console_script(), "serve", "--transport", "http", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+
+        async def talk() -> dict[str, Any]:
+            async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=60) as client:
+                names = {tool.name for tool in (await client.list_tools()).tools}
+                assert {"enrich_ioc", "analyze_ioc"} <= names
+                result = await client.call_tool("enrich_ioc", {"ioc_value": "login.example.net"})
+                assert not result.is_error
+                return result.structured_content or {}
+
+        data = anyio.run(talk)
+        assert data["gti_analysis"]["verdict"] == "suspicious"
+        assert data["data_mode"] == "offline-fixtures"
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=15)
+    assert "DATA MODE offline-fixtures" in err
