@@ -1,5 +1,8 @@
 """Result schemas: the one place that defines what every tool and CLI command returns.
 
+Shared pieces and the enrich result live here; each other workflow has its module beside this one
+(`models/pivot.py`, `models/correlate.py`).
+
 Field descriptions here become the MCP ``outputSchema`` of each tool, so they are written for the
 reader of the JSON (an analyst or an LLM agent), not for us.
 """
