@@ -250,3 +250,100 @@ FINDING_SCORES: dict[str, int] = {
 def finding_confidence(kind: str) -> tuple[Literal["high", "medium", "low", "none"], int]:
     score = FINDING_SCORES[kind]
     return confidence_level(score), score
+
+
+# --- correlate ---------------------------------------------------------------------------------------
+
+# SOAR priorities, lowest to highest (secops-soar-mcp change_case_priority values).
+PRIORITY_RANK = {"PriorityUnspecified": 0, "PriorityInfo": 1, "PriorityLow": 2, "PriorityMedium": 3,
+                 "PriorityHigh": 4, "PriorityCritical": 5}
+# More systems than this is a spread, not an incident on one host (exposure "high").
+WIDE_SPREAD_SYSTEMS = 3
+# Related cases in one window that make a recurrence: 2 is a repeat, 3 or more is a pattern.
+RECURRENCE_REPEAT, RECURRENCE_PATTERN = 2, 3
+
+CorrelationLevel = Literal["critical", "high", "medium", "low", "none", "unknown"]
+
+
+@dataclass
+class CorrelationRisk:
+    exposure: CorrelationLevel
+    recurrence: CorrelationLevel
+    impact: CorrelationLevel
+    reasons: list[str]
+
+
+def organizational_scope(systems: int, environments: list[str], assignees: list[str]) -> str:
+    """One line that says how far the indicator reaches inside the organization."""
+    if systems == 0 and not environments:
+        return "no internal footprint found"
+    where = f"{len(environments)} environment(s): {', '.join(environments)}" if environments else "no SOAR case"
+    teams = f"; handled by {', '.join(assignees)}" if assignees else ""
+    spread = "one system" if systems == 1 else f"{systems} systems"
+    return f"{spread} across {where}{teams}"
+
+
+def _is_open(status: str | None) -> bool:
+    return (status or "").lower() not in ("closed", "close", "resolved")
+
+
+def correlation_risk(
+    cases: list[tuple[str | None, str | None]] | None,
+    related_alerts: int | None,
+    affected_systems: int | None,
+) -> CorrelationRisk:
+    """Exposure, recurrence and business impact from related cases (status, priority), alerts and systems.
+
+    * exposure: critical when an open case of high/critical priority exists and the indicator spread to more
+      than WIDE_SPREAD_SYSTEMS systems; high for such a case or such a spread; medium for any related case or
+      alert; low for events only (systems seen, nothing raised); none when nothing was found.
+    * recurrence: from the number of related cases in the window: >= RECURRENCE_PATTERN high, >= RECURRENCE_REPEAT
+      medium, 1 low, 0 none.
+    * business impact: from the highest priority among related cases (critical/high/medium/low), raised one step
+      when the spread is wide; none without cases.
+    Any input that failed makes the levels it feeds "unknown", never low.
+    """
+    reasons: list[str] = []
+    if cases is None:
+        reasons.append("SOAR cases could not be read: recurrence and business impact are unknown")
+    open_urgent = any(_is_open(s) and PRIORITY_RANK.get(p or "", 0) >= 4 for s, p in cases or [])
+    wide = affected_systems is not None and affected_systems > WIDE_SPREAD_SYSTEMS
+    if cases is None and (related_alerts is None or affected_systems is None):
+        exposure: CorrelationLevel = "unknown"
+    elif open_urgent and wide:
+        exposure = "critical"
+        reasons.append(f"open high-priority case and {affected_systems} systems involved")
+    elif open_urgent or wide:
+        exposure = "high"
+        reasons.append("open high-priority case" if open_urgent else f"{affected_systems} systems involved")
+    elif cases or related_alerts:
+        exposure = "medium"
+        reasons.append(f"{len(cases or [])} related case(s), {related_alerts or 0} related alert(s)")
+    elif affected_systems:
+        exposure = "low"
+        reasons.append(f"seen on {affected_systems} system(s) with no case or alert")
+    elif cases is None or related_alerts is None or affected_systems is None:
+        exposure = "unknown"
+        reasons.append("nothing found, but part of the evidence could not be read")
+    else:
+        exposure = "none"
+        reasons.append("no related case, alert or event")
+
+    if cases is None:
+        recurrence: CorrelationLevel = "unknown"
+        impact: CorrelationLevel = "unknown"
+    else:
+        count = len(cases)
+        recurrence = ("high" if count >= RECURRENCE_PATTERN else "medium" if count >= RECURRENCE_REPEAT
+                      else "low" if count == 1 else "none")
+        if count:
+            reasons.append(f"{count} related case(s) in the window: recurrence {recurrence}")
+        top = max((PRIORITY_RANK.get(p or "", 0) for _, p in cases), default=-1)
+        levels: list[CorrelationLevel] = ["low", "low", "low", "medium", "high", "critical"]
+        if top < 0:
+            impact = "none"
+        else:
+            step = min(len(levels) - 1, top + (1 if wide else 0))
+            impact = levels[step]
+            reasons.append(f"highest case priority rank {top}{' raised for wide spread' if wide else ''}")
+    return CorrelationRisk(exposure, recurrence, impact, reasons)

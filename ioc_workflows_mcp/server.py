@@ -17,8 +17,10 @@ from pydantic import Field
 from ioc_workflows_mcp import __version__
 from ioc_workflows_mcp.indicator import Indicator, IndicatorError
 from ioc_workflows_mcp.models import EnrichResult
+from ioc_workflows_mcp.models.correlate import CorrelateResult
 from ioc_workflows_mcp.settings import Config, load_config
 from ioc_workflows_mcp.upstream.pool import UpstreamPool
+from ioc_workflows_mcp.workflows.correlate import correlate
 from ioc_workflows_mcp.workflows.enrich import enrich
 from ioc_workflows_mcp.workflows.sources import Sources
 
@@ -49,6 +51,10 @@ IocType = Annotated[
         description='Optional type: "IP Address", "Domain", "File Hash", "URL" or ip, ipv4, ipv6, domain, url, '
         "hash, md5, sha1, sha256. Detected when omitted; when given, the value is still checked against it."
     ),
+]
+CorrelationScope = Annotated[
+    Literal["recent", "extended", "comprehensive"],
+    Field(description="SOAR case window: recent = 30 days, extended = 90, comprehensive = 365."),
 ]
 LookbackDays = Annotated[
     int,
@@ -160,5 +166,31 @@ def build_server(config: Config | None = None) -> MCPServer:
             )
         del pivot_depth, correlation_scope  # accepted for the runbook's signature; used by later workflows
         return shaped(await enrich(indicator, state(ctx).sources, lookback_days))
+
+    @server.tool(title="Correlate an indicator with the organization's cases and alerts", annotations=READ_ONLY)
+    async def correlate_ioc(
+        ioc_value: IocValue,
+        ctx: Context,
+        ioc_type: IocType = None,
+        correlation_scope: CorrelationScope = "recent",
+        lookback_days: LookbackDays = 30,
+    ) -> Annotated[CallToolResult, CorrelateResult]:
+        """Has this indicator touched the organization, where, and how often? SOAR cases + SIEM alerts and events.
+
+        - correlation_scope sets the SOAR case window: recent = 30 days, extended = 90, comprehensive = 365.
+          Cases are read newest first; a case matches when one of its alert entities is the indicator
+          (case-insensitive; a URL also matches its host) or its title/description names it, defanged or not.
+        - lookback_days sets the SIEM window (1-365 days) for open alerts on the entity and UDM events.
+        Returns case_correlations (count, ids, first occurrence, most recent), pattern_analysis (attack
+        patterns, affected systems, organizational scope), risk_assessment (exposure, recurrence, business
+        impact by documented formulas), the matched cases with why each matched, the affected systems and
+        the related alerts. A failed source is a section status; the levels it feeds are then unknown.
+        """
+        indicator = parse(ioc_value, ioc_type)
+        result = await correlate(indicator, state(ctx).sources, correlation_scope, lookback_days)
+        return CallToolResult(
+            content=[TextContent(type="text", text=result.summary)],
+            structured_content=result.model_dump(mode="json"),
+        )
 
     return server

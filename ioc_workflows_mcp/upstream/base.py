@@ -36,6 +36,32 @@ class CallTrace:
         return entry
 
 
+def aggregate(calls: list[Provenance], keep: int = 3) -> list[Provenance]:
+    """Provenance that stays readable: a tool called more than ``keep`` times becomes one entry with the
+    call count, the first call's arguments, the outcomes and the summed duration."""
+    groups: dict[tuple[str, str], list[Provenance]] = {}
+    for call in calls:
+        groups.setdefault((call.upstream, call.tool), []).append(call)
+    out: list[Provenance] = []
+    for (upstream, tool), group in groups.items():
+        if len(group) <= keep:
+            out.extend(group)
+            continue
+        failed = [call.outcome for call in group if call.outcome != "ok"]
+        outcome = "ok" if not failed else f"{len(failed)} of {len(group)} not ok ({', '.join(sorted(set(failed)))})"
+        total = sum(call.duration_ms or 0 for call in group)
+        out.append(
+            Provenance(
+                upstream=upstream,
+                tool=tool,
+                arguments={"calls": len(group), "first": group[0].arguments},
+                outcome=outcome,
+                duration_ms=round(total, 1),
+            )
+        )
+    return out
+
+
 class Facade:
     """Base of the gti, siem and soar facades: one upstream, calls recorded in a trace."""
 

@@ -71,6 +71,7 @@ class _Live:
     ready: anyio.Event = field(default_factory=anyio.Event)
     dead: bool = False
     stderr: IO[str] | None = None
+    stderr_tail: str = ""  # the last stderr line, kept when the session ends and the file is closed
 
 
 class UpstreamConnection:
@@ -127,9 +128,11 @@ class UpstreamConnection:
                 live.error = exc
             finally:
                 live.dead = True
-                live.ready.set()
                 if live.stderr is not None:
+                    # Read it before closing: a server that exits during start-up says why on stderr.
+                    live.stderr_tail = self._stderr_tail(live)
                     live.stderr.close()
+                live.ready.set()
 
     def _stderr_tail(self, live: _Live) -> str:
         if live.stderr is None or live.stderr.closed:
@@ -166,7 +169,7 @@ class UpstreamConnection:
                     reason = f"did not finish starting within {self.startup_timeout:g} s"
                 else:
                     reason = f"could not start: {self._describe(live.error)}"
-                tail = self._stderr_tail(live)
+                tail = live.stderr_tail or self._stderr_tail(live)
                 if tail:
                     reason += f" (last stderr line: {tail[:300]})"
                 live.stop.set()

@@ -306,6 +306,7 @@ class SiemFacade(Facade):
         "lookup_entity": frozenset({"entity_value", "hours_back"}),
         "get_ioc_matches": frozenset({"hours_back", "max_matches"}),
         "search_udm": frozenset({"query", "hours_back", "max_events"}),
+        "get_security_alerts": frozenset({"hours_back", "max_alerts"}),
     }
 
     async def entity_summary(self, indicator: Indicator, hours_back: int, trace: CallTrace) -> EntitySummary | None:
@@ -327,5 +328,13 @@ class SiemFacade(Facade):
         output = await self._call(trace, "search_udm", arguments)
         try:
             return parse_udm_result(output)
+        except SiemTextError as exc:
+            raise self.failure(*classify_error_text(str(exc))) from None
+
+    async def security_alerts(self, hours_back: int, limit: int, trace: CallTrace) -> list[AlertBlock]:
+        """Open alerts in the window (the tool's default status filter leaves closed ones out)."""
+        output = await self._call(trace, "get_security_alerts", {"hours_back": hours_back, "max_alerts": limit})
+        try:
+            return parse_security_alerts(_text_of(output))
         except SiemTextError as exc:
             raise self.failure(*classify_error_text(str(exc))) from None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ioc_workflows_mcp.settings import Config, Settings
 from ioc_workflows_mcp.upstream.gti import GtiFacade
@@ -18,6 +19,8 @@ class Sources:
     soar: SoarFacade
     settings: Settings
     data_mode: str
+    # Entities of closed SOAR cases never change; kept for the life of these sources (one MCP session).
+    case_entities: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_pool(cls, pool: UpstreamPool, config: Config) -> Sources:
