@@ -6,9 +6,10 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
+from cachetools import LRUCache
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -35,15 +36,11 @@ Every result has a top-level data_mode: "offline-fixtures" means bundled stand-i
 intelligence. Every section has a status (ok, not_found, skipped_policy, rate_limited, timeout,
 unavailable, degraded): a failed or skipped section means unknown, never clean."""
 
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, open_world_hint=True, idempotent_hint=True, destructive_hint=False
-)
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=True, destructive_hint=False)
 
 IocValue = Annotated[
     str,
-    Field(
-        description="The indicator: IPv4/IPv6, domain, URL, or md5/sha1/sha256. Defanged input is accepted."
-    ),
+    Field(description="The indicator: IPv4/IPv6, domain, URL, or md5/sha1/sha256. Defanged input is accepted."),
 ]
 IocType = Annotated[
     str | None,
@@ -66,18 +63,40 @@ LookbackDays = Annotated[
 ]
 
 
+# Sessions whose caches are kept at once; the least recently used session's cache goes first.
+MAX_SESSIONS = 256
+
+
 @dataclass
 class AppState:
     config: Config
     pool: UpstreamPool
-    sources: Sources
+    sessions: LRUCache[str, Sources] = field(default_factory=lambda: LRUCache(maxsize=MAX_SESSIONS))
+
+    def sources(self, ctx: Context) -> Sources:
+        """The facades of the caller's MCP session, each session with a cache of its own.
+
+        stdio serves one client per process, so the process is the session. Over streamable HTTP the
+        ``Mcp-Session-Id`` names it; a request without one (the stateless 2026 protocol) gets a cache of
+        its own, used within that one request only, so no two clients ever share entries.
+        """
+        headers = ctx.headers
+        key = (
+            "stdio"
+            if headers is None
+            else (f"http:{headers['mcp-session-id']}" if headers.get("mcp-session-id") else None)
+        )
+        if key is None:
+            return Sources.from_pool(self.pool, self.config)
+        found = self.sessions.get(key)
+        if found is None:
+            found = self.sessions[key] = Sources.from_pool(self.pool, self.config)
+        return found
 
 
 def _announce(config: Config) -> None:
     if config.data_mode != "live":
-        offline = [
-            name for name, spec in config.upstreams.items() if "ioc_workflows_mcp.offline" in spec.args
-        ]
+        offline = [name for name, spec in config.upstreams.items() if "ioc_workflows_mcp.offline" in spec.args]
         print(
             f"ioc-workflows-mcp: DATA MODE {config.data_mode}: {', '.join(offline)} served by bundled offline "
             "stand-ins from fixtures/, not live threat intelligence.",
@@ -93,7 +112,7 @@ def build_server(config: Config | None = None) -> MCPServer:
     async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
         _announce(config)
         async with UpstreamPool(config) as pool:
-            yield AppState(config=config, pool=pool, sources=Sources.from_pool(pool, config))
+            yield AppState(config=config, pool=pool)
 
     server = MCPServer(
         "ioc-workflows-mcp",
@@ -133,7 +152,7 @@ def build_server(config: Config | None = None) -> MCPServer:
         with its status and reason, and the verdict is then unknown, never clean.
         """
         indicator = parse(ioc_value, ioc_type)
-        return shaped(await enrich(indicator, state(ctx).sources, lookback_days))
+        return shaped(await enrich(indicator, state(ctx).sources(ctx), lookback_days))
 
     @server.tool(title="Analyze an indicator", annotations=READ_ONLY)
     async def analyze_ioc(
@@ -142,9 +161,7 @@ def build_server(config: Config | None = None) -> MCPServer:
         ioc_type: IocType = None,
         analysis_type: Annotated[
             Literal["enrich", "pivot", "correlate", "full"],
-            Field(
-                description="Workflow: enrich (available), pivot, correlate, full (enrich, pivot, correlate)."
-            ),
+            Field(description="Workflow: enrich (available), pivot, correlate, full (enrich, pivot, correlate)."),
         ] = "enrich",
         pivot_depth: Annotated[int, Field(ge=1, le=3, description="Pivot depth, 1-3 (pivot and full).")] = 1,
         correlation_scope: Annotated[
@@ -165,7 +182,7 @@ def build_server(config: Config | None = None) -> MCPServer:
                 'use analysis_type="enrich" (or the enrich_ioc tool)'
             )
         del pivot_depth, correlation_scope  # accepted for the runbook's signature; used by later workflows
-        return shaped(await enrich(indicator, state(ctx).sources, lookback_days))
+        return shaped(await enrich(indicator, state(ctx).sources(ctx), lookback_days))
 
     @server.tool(title="Correlate an indicator with the organization's cases and alerts", annotations=READ_ONLY)
     async def correlate_ioc(
@@ -187,7 +204,7 @@ def build_server(config: Config | None = None) -> MCPServer:
         the related alerts. A failed source is a section status; the levels it feeds are then unknown.
         """
         indicator = parse(ioc_value, ioc_type)
-        result = await correlate(indicator, state(ctx).sources, correlation_scope, lookback_days)
+        result = await correlate(indicator, state(ctx).sources(ctx), correlation_scope, lookback_days)
         return CallToolResult(
             content=[TextContent(type="text", text=result.summary)],
             structured_content=result.model_dump(mode="json"),

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ioc_workflows_mcp.cache import SessionCache, SingleFlight, call_key
 from ioc_workflows_mcp.models import Provenance, Status
 from ioc_workflows_mcp.upstream.pool import ToolOutput, UpstreamFailure, UpstreamPool
 
@@ -63,23 +64,48 @@ def aggregate(calls: list[Provenance], keep: int = 3) -> list[Provenance]:
 
 
 class Facade:
-    """Base of the gti, siem and soar facades: one upstream, calls recorded in a trace."""
+    """Base of the gti, siem and soar facades: one upstream, calls recorded in a trace.
+
+    Every call goes through the session cache (when the facade has one) and a single-flight group, so
+    identical calls made while one is in flight run once, and a repeated analysis in one session makes
+    no upstream call at all.
+    """
 
     upstream = ""
     # tool name -> argument names we send; `doctor` checks the upstream accepts exactly these.
     tools: ClassVar[dict[str, frozenset[str]]] = {}
 
-    def __init__(self, pool: UpstreamPool):
+    def __init__(self, pool: UpstreamPool, cache: SessionCache | None = None, flights: SingleFlight | None = None):
         self.pool = pool
+        self.cache = cache
+        self.flights = flights or SingleFlight()
+
+    def result_kind(self, tool: str, output: ToolOutput) -> str | None:
+        """How long an answer may be kept: "found", "not_found", or None for never (a failure).
+
+        The base rule: an isError result or an empty one is a failure. Facades refine it with what they
+        know of their upstream's in-band errors and not-found answers.
+        """
+        return None if output.is_error or not output.texts else "found"
 
     async def _call(self, trace: CallTrace, tool: str, arguments: dict[str, Any]) -> ToolOutput:
+        key = call_key(self.upstream, tool, arguments)
+        if self.cache is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                trace.calls.append(Provenance(upstream=self.upstream, tool=tool, arguments=arguments,
+                                              outcome="ok", cached=True))
+                return cached
         started = time.perf_counter()
         try:
-            output = await self.pool.call(self.upstream, tool, arguments)
+            output, shared = await self.flights.run(key, lambda: self.pool.call(self.upstream, tool, arguments))
         except UpstreamFailure as failure:
             trace.record(self.upstream, tool, arguments, failure.status.value, started)
             raise
-        trace.record(self.upstream, tool, arguments, "error" if output.is_error else "ok", started)
+        entry = trace.record(self.upstream, tool, arguments, "error" if output.is_error else "ok", started)
+        entry.cached = shared
+        if self.cache is not None and not shared:
+            self.cache.put(key, output, self.result_kind(tool, output))
         return output
 
     def failure(self, status: Status, message: str, retry_after: float | None = None) -> UpstreamFailure:

@@ -72,10 +72,27 @@ class SiemTextError(ValueError):
     """An upstream text that is not in the format we know."""
 
 
+# In the SDK's error chain: the Google error message, and the endpoint after the last "/" or ":" of the URL.
+_GOOGLE_MESSAGE = re.compile(r"""['"]message['"]:\s*(?P<q>['"])(?P<message>.*?)(?<!\\)(?P=q)""")
+_CALLED_ENDPOINT = re.compile(r"url=[^,\s]*[/:](?P<endpoint>[A-Za-z]+)(?:\?[^,\s]*)?,")
+
+
+def _error_detail(text: str) -> str:
+    """'Error looking up entity: Error parsing ...: method=GET, url=.../c:summarizeEntitiesFromQuery,
+    status=403, response={'error': {'message': "Permission ... denied", ...}}' -> 'Error looking up entity
+    (summarizeEntitiesFromQuery): Permission ... denied'. Texts without a Google message stay as they are."""
+    found = _GOOGLE_MESSAGE.search(text)
+    if found is None:
+        return cap_untrusted(text, 300) or ""
+    endpoint = _CALLED_ENDPOINT.search(text)
+    where = f" ({endpoint['endpoint']})" if endpoint else ""
+    return cap_untrusted(f"{text.split(':', 1)[0].strip()}{where}: {found['message']}", 300) or ""
+
+
 def classify_error_text(text: str) -> tuple[Status, str]:
     """Map a secops ``Error ...`` text to a status. The SDK folds the HTTP status into the message."""
     lowered = text.lower()
-    reason = cap_untrusted(text, 300) or ""
+    reason = _error_detail(text)
     if "status=429" in lowered or "resource_exhausted" in lowered or "quota" in lowered:
         return Status.RATE_LIMITED, f"Chronicle rate limited the call: {reason}"
     if "status=403" in lowered or "permission_denied" in lowered:
@@ -237,7 +254,7 @@ def parse_udm_result(output: ToolOutput) -> UdmEvents:
     if not isinstance(body, dict):
         raise SiemTextError("search_udm output is not an object")
     if body.get("error"):
-        raise SiemTextError(f"Error: {body['error']}")
+        raise SiemTextError(f"Error searching UDM events: {body['error']}")
     events = body.get("events")
     if not isinstance(events, list):
         raise SiemTextError("search_udm output has no events list")
@@ -308,6 +325,26 @@ class SiemFacade(Facade):
         "search_udm": frozenset({"query", "hours_back", "max_events"}),
         "get_security_alerts": frozenset({"hours_back", "max_alerts"}),
     }
+
+    def result_kind(self, tool: str, output: ToolOutput) -> str | None:
+        """secops never sets isError: an error is a text that starts with "Error" (or an error field)."""
+        if output.is_error:
+            return None
+        if isinstance(output.structured, dict):
+            events = output.structured.get("events")
+            return (
+                None
+                if output.structured.get("error") or (isinstance(events, dict) and events.get("error"))
+                else "found"
+            )
+        text = _text_of(output).strip().strip('"')
+        if not text or text.startswith("Error"):
+            return None
+        return (
+            "not_found"
+            if text.startswith(("No information found", "No IoC matches", "No security alerts"))
+            else "found"
+        )
 
     async def entity_summary(self, indicator: Indicator, hours_back: int, trace: CallTrace) -> EntitySummary | None:
         output = await self._call(trace, "lookup_entity", {"entity_value": indicator.value, "hours_back": hours_back})

@@ -1,0 +1,177 @@
+"""Session cache: a repeated analysis costs no upstream call; sessions never share entries."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from ioc_workflows_mcp.cache import SessionCache
+from ioc_workflows_mcp.indicator import Indicator
+from ioc_workflows_mcp.settings import CacheSettings, load_config
+from ioc_workflows_mcp.upstream.pool import UpstreamPool
+from ioc_workflows_mcp.workflows.enrich import enrich
+from ioc_workflows_mcp.workflows.sources import Sources
+from tests.conftest import child_env, console_script
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ttl_by_kind_and_failures_never_kept() -> None:
+    clock = Clock()
+    cache = SessionCache(10, ttl_seconds=900, not_found_ttl_seconds=120, timer=clock)
+    cache.put("found", "A", "found")
+    cache.put("nf", "B", "not_found")
+    cache.put("failed", "C", None)
+    assert (cache.get("found"), cache.get("nf"), cache.get("failed")) == ("A", "B", None)
+    clock.now += 121
+    assert cache.get("nf") is None and cache.get("found") == "A"
+    clock.now += 800
+    assert cache.get("found") is None
+
+
+def test_bounded_by_max_entries() -> None:
+    cache = SessionCache(3, 900, 120)
+    for i in range(10):
+        cache.put(i, i, "found")
+    assert len(cache) == 3
+    assert SessionCache(0, 900, 120).get("x") is None
+
+
+def _upstream_calls(pool: UpstreamPool) -> int:
+    return sum(conn.calls for conn in pool.connections.values())
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def pool() -> AsyncIterator[UpstreamPool]:
+    config = load_config(None)
+    async with UpstreamPool(config) as running:
+        yield running
+
+
+@pytest.mark.anyio
+async def test_repeated_enrich_in_one_session_makes_no_upstream_call(pool: UpstreamPool) -> None:
+    sources = Sources.from_pool(pool, pool.config)
+    indicator = Indicator.parse("secure-update.example.net")
+    before = _upstream_calls(pool)
+    first = await enrich(indicator, sources)
+    made = _upstream_calls(pool) - before
+    assert made == 4  # GTI report, lookup_entity, search_udm, get_ioc_matches
+    second = await enrich(indicator, sources)
+    assert _upstream_calls(pool) - before == made, "the repeat must be served from the session cache"
+    calls = [p for s in (second.gti_analysis, second.siem_context, second.ioc_matches) for p in s.section.provenance]
+    assert calls and all(p.cached and p.duration_ms is None for p in calls)
+    assert second.model_dump(exclude={"gti_analysis", "siem_context", "ioc_matches"}) == first.model_dump(
+        exclude={"gti_analysis", "siem_context", "ioc_matches"}
+    )
+    assert second.gti_analysis.reputation_score == first.gti_analysis.reputation_score
+
+
+@pytest.mark.anyio
+async def test_sessions_do_not_share(pool: UpstreamPool) -> None:
+    indicator = Indicator.parse("login.example.net")
+    a, b = Sources.from_pool(pool, pool.config), Sources.from_pool(pool, pool.config)
+    await enrich(indicator, a)
+    before = _upstream_calls(pool)
+    await enrich(indicator, b)
+    assert _upstream_calls(pool) - before == 4
+
+
+@pytest.mark.anyio
+async def test_not_found_lives_shorter_and_failures_are_not_cached(pool: UpstreamPool) -> None:
+    clock = Clock()
+    config = pool.config
+    sources = Sources.from_pool(pool, config)
+    cache = SessionCache(100, ttl_seconds=900, not_found_ttl_seconds=60, timer=clock)
+    for facade in (sources.gti, sources.siem, sources.soar):
+        facade.cache = cache
+    unknown = Indicator.parse("81da1ea06029cd50d08146bd26e61103fefa790ceb407e5983bae69f7e5ced82")
+    await enrich(unknown, sources)
+    before = _upstream_calls(pool)
+    await enrich(unknown, sources)
+    assert _upstream_calls(pool) == before
+    clock.now += 61  # the not-found answers (GTI 404, no SIEM entity) expire; found ones stay
+    await enrich(unknown, sources)
+    # get_ioc_matches and search_udm answered (the window's matches, an empty event list): still cached
+    assert _upstream_calls(pool) - before == 2
+
+
+@pytest.mark.anyio
+async def test_concurrent_identical_calls_run_once(pool: UpstreamPool) -> None:
+    sources = Sources.from_pool(pool, pool.config, cached=False)
+    indicator = Indicator.parse("docs.example.org")
+    before = _upstream_calls(pool)
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(enrich, indicator, sources)
+    assert _upstream_calls(pool) - before == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_http_sessions_never_share_cache_entries() -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [console_script(), "serve", "--transport", "http", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+
+        async def cached_flags(client: Client) -> list[bool]:
+            result = await client.call_tool("enrich_ioc", {"ioc_value": "8.8.8.8"})
+            data: dict[str, Any] = result.structured_content or {}
+            return [
+                p["cached"]
+                for key in ("gti_analysis", "siem_context", "ioc_matches")
+                for p in data[key]["section"]["provenance"]
+            ]
+
+        async def talk() -> tuple[list[bool], list[bool], list[bool]]:
+            url = f"http://127.0.0.1:{port}/mcp"
+            async with Client(url, mode="legacy") as one, Client(url, mode="legacy") as two:
+                first = await cached_flags(one)
+                again = await cached_flags(one)
+                other = await cached_flags(two)
+            return first, again, other
+
+        first, again, other = anyio.run(talk)
+        assert not any(first)
+        assert all(again), "the same session reuses its answers"
+        assert not any(other), "another session starts with an empty cache"
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def test_cache_settings_defaults_are_documented() -> None:
+    defaults = CacheSettings()
+    assert defaults.not_found_ttl_seconds < defaults.ttl_seconds
