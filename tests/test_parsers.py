@@ -25,7 +25,7 @@ from ioc_workflows_mcp.upstream.siem import (
     udm_literal,
     udm_query,
 )
-from ioc_workflows_mcp.upstream.soar import parse_json_blocks
+from ioc_workflows_mcp.upstream.soar import SoarOutputError, parse_json_blocks
 
 LOOKUP_ENTITY = (
     "Entity Summary for 203.0.113.66:\n\nPrimary Entity:\nEntity Type: ASSET\nFirst Seen: 2024-05-02 10:00:05+00:00\n"
@@ -162,8 +162,11 @@ def test_gti_report_found_not_found_and_errors() -> None:
 def test_soar_blocks() -> None:
     assert parse_json_blocks(ToolOutput(False, ['{"cases": []}']), "list_cases") == {"cases": []}
     assert parse_json_blocks(ToolOutput(False, ['{"a": 1}', '{"b": 2}']), "x") == [{"a": 1}, {"b": 2}]
-    with pytest.raises(LookupError):
+    with pytest.raises(SoarOutputError, match="returned no content") as caught:
         parse_json_blocks(ToolOutput(False, []), "list_cases")
+    assert caught.value.empty
+    with pytest.raises(SoarOutputError, match="not JSON"):
+        parse_json_blocks(ToolOutput(False, ["<html>"]), "list_cases")
 
 
 @settings(max_examples=300, deadline=None)
