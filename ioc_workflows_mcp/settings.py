@@ -148,6 +148,7 @@ def offline_upstreams() -> dict[str, UpstreamSpec]:
         "IOC_WORKFLOWS_FIXTURES",
         "IOC_STANDIN_LATENCY_MS",
         "IOC_STANDIN_JITTER_MS",
+        "IOC_STANDIN_NOW",
     ):
         if passthrough in os.environ:
             env[passthrough] = os.environ[passthrough]

@@ -895,6 +895,9 @@ class Backends:
         root = Path(fixtures_dir) if fixtures_dir is not None else default_fixtures_dir()
         if not (root / "vt").is_dir():
             raise FileNotFoundError(f"no fixtures at {root} (set IOC_WORKFLOWS_FIXTURES)")
+        if now is None and os.environ.get("IOC_STANDIN_NOW"):
+            # Pins the SOAR time shift, so two processes loading seconds apart serve the same timestamps.
+            now = datetime.fromisoformat(os.environ["IOC_STANDIN_NOW"].replace("Z", "+00:00"))
         return cls(
             vt=VirusTotalAPI.load(root / "vt"),
             chronicle=ChronicleAPI.load(root / "chronicle"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -39,7 +40,7 @@ class CallTrace:
 
 def aggregate(calls: list[Provenance], keep: int = 3) -> list[Provenance]:
     """Provenance that stays readable: a tool called more than ``keep`` times becomes one entry with the
-    call count, the first call's arguments, the outcomes and the summed duration."""
+    call count, one call's arguments as an example, the outcomes and the summed duration."""
     groups: dict[tuple[str, str], list[Provenance]] = {}
     for call in calls:
         groups.setdefault((call.upstream, call.tool), []).append(call)
@@ -51,11 +52,13 @@ def aggregate(calls: list[Provenance], keep: int = 3) -> list[Provenance]:
         failed = [call.outcome for call in group if call.outcome != "ok"]
         outcome = "ok" if not failed else f"{len(failed)} of {len(group)} not ok ({', '.join(sorted(set(failed)))})"
         total = sum(call.duration_ms or 0 for call in group)
+        # Calls finish in any order; the example shown is picked by content, so results stay deterministic.
+        example = min(group, key=lambda call: json.dumps(call.arguments, sort_keys=True, default=str)).arguments
         out.append(
             Provenance(
                 upstream=upstream,
                 tool=tool,
-                arguments={"calls": len(group), "first": group[0].arguments},
+                arguments={"calls": len(group), "example": example},
                 outcome=outcome,
                 duration_ms=round(total, 1),
             )
