@@ -16,6 +16,7 @@ from ioc_workflows_mcp.render import to_markdown
 from ioc_workflows_mcp.settings import CONFIG_ENV_VAR, Config, ConfigError, load_config
 from ioc_workflows_mcp.upstream.pool import UpstreamFailure, UpstreamPool
 from ioc_workflows_mcp.workflows.enrich import enrich
+from ioc_workflows_mcp.workflows.pivot import PivotArgumentError, pivot
 from ioc_workflows_mcp.workflows.sources import Sources
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -165,10 +166,10 @@ def _analyze(config: Config, args: argparse.Namespace) -> int:
     except IndicatorError as exc:
         print(f"ioc-workflows-mcp: invalid indicator: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.workflow != "enrich":
+    if args.workflow not in ("enrich", "pivot"):
         print(
             f"ioc-workflows-mcp: workflow {args.workflow!r} is not available yet in {__version__}; "
-            "use --workflow enrich",
+            "use --workflow enrich or pivot",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -181,14 +182,52 @@ def _analyze(config: Config, args: argparse.Namespace) -> int:
 
     async def run() -> Any:
         async with UpstreamPool(config) as pool:
+            if args.workflow == "pivot":
+                return await pivot(indicator, Sources.from_pool(pool, config), args.depth)
             return await enrich(indicator, Sources.from_pool(pool, config), args.lookback_days)
 
-    result = anyio.run(run)
+    try:
+        result = anyio.run(run)
+    except PivotArgumentError as exc:
+        print(f"ioc-workflows-mcp: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.format == "markdown":
-        print(to_markdown(result))
+        print(_pivot_markdown(result) if args.workflow == "pivot" else to_markdown(result))
     else:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
     return EXIT_OK
+
+
+def _pivot_markdown(result: Any) -> str:
+    """A short reading of a pivot result; the JSON (--format json) has everything."""
+    direct, campaign = result.direct_relationships, result.campaign_context
+    lines = [f"# pivot of {result.indicator.type} `{result.indicator.value}`, depth {result.pivot_depth}", ""]
+    lines += [result.summary, "", "## direct relationships", ""]
+    for label, items in (
+        ("domains", direct.related_domains),
+        ("IPs", direct.related_ips),
+        ("files", direct.related_files),
+        ("URLs", direct.related_urls),
+    ):
+        shown = ", ".join(f"`{item.value}` ({item.verdict or 'unknown'})" for item in items[:10])
+        lines.append(f"- {label} ({len(items)}): {shown}{' ...' if len(items) > 10 else ''}")
+    lines += ["", "## campaign context", ""]
+    nulls = campaign.section.null_fields
+    lines.append(f"- threat actor: {campaign.threat_actor or 'none (' + nulls.get('threat_actor', '') + ')'}")
+    lines.append(f"- campaign: {campaign.campaign_name or 'none (' + nulls.get('campaign_name', '') + ')'}")
+    for cand in campaign.candidates:
+        lines.append(f"  - {cand.collection_type} {cand.name or cand.collection_id}: {cand.paths} path(s)")
+    span = campaign.timeline_span
+    lines.append(f"- timeline: {f'{span.first_seen} to {span.last_seen} ({span.days} days)' if span else 'no dates'}")
+    conf = result.confidence_assessment
+    lines.append(
+        f"- confidence: relationships {conf.relationship_confidence.level}, attribution "
+        f"{conf.attribution_confidence.level}, infrastructure {conf.infrastructure_confidence.level}"
+    )
+    usage = result.budget
+    cut = "; ".join(usage.cut_reasons) or "no"
+    lines += ["", f"budget: {usage.calls} calls of {usage.limits.max_calls}; cut: {cut}"]
+    return "\n".join(lines)
 
 
 async def _doctor(config: Config) -> int:

@@ -347,3 +347,223 @@ def correlation_risk(
             impact = levels[step]
             reasons.append(f"highest case priority rank {top}{' raised for wide spread' if wide else ''}")
     return CorrelationRisk(exposure, recurrence, impact, reasons)
+
+
+# --- pivot ---------------------------------------------------------------------------------------------
+#
+# Every number the pivot workflow (workflows/pivot.py) computes. The exploration itself is a budgeted,
+# best-first breadth-first search (research/peers.md (b)(3)(4)(5)); these are its rules and its scores.
+
+PivotConfidence = tuple[int, Literal["high", "medium", "low", "none"], list[str]]
+
+# Order used by the min_verdict filter and by expansion priority. unknown is below clean for the filter
+# (no evidence never passes a "at least X" filter) but is expanded before clean (it may be anything).
+PIVOT_VERDICT_ORDER: dict[str, int] = {"unknown": 0, "clean": 1, "suspicious": 2, "malicious": 3}
+_EXPANSION_RANK: dict[str | None, int] = {"malicious": 0, "suspicious": 1, "unknown": 2, None: 2, "clean": 3}
+
+# GTI tags that mark shared infrastructure on an IP or domain: a CDN edge, a public resolver or a sinkhole
+# relates to everything behind it, so a pivot never expands through them (peers.md (b)(3)).
+SHARED_INFRA_TAGS = frozenset({"cdn", "dns-resolver", "sinkhole"})
+
+# A relationship list is a *hub fan-out*, and its targets are kept as leaves, when either
+#  * it returned HUB_FANOUT_ABSOLUTE items or more, whatever the source's verdict: VirusTotal stops
+#    subdomain lists at 100 (upstreams.md, C28), MISP caps correlations at 100 (peers.md §c), and a node
+#    with that many relations is infrastructure many parties share (peers.md (b)(5), XSOAR scarcity); or
+#  * it filled the limit we asked for (so more exist) on a source that is not malicious or suspicious:
+#    a benign-ish node with that many relations is a popular site or shared host (example.com's 5,000
+#    communicating files, C29), not attacker infrastructure.
+HUB_FANOUT_ABSOLUTE = 100
+
+# Recency of a related entity, for max_age_days: the first of these that is set. A resolution's own date
+# comes first (when the domain last pointed at the IP), then the last time GTI saw the object submitted,
+# then its last analysis.
+PIVOT_RECENCY_FIELDS = ("date", "last_submission_date", "last_analysis_date", "last_modification_date")
+
+# Activity dates that make the campaign timeline: when samples and URLs were first and last submitted,
+# when a domain was registered, when a resolution was seen.
+TIMELINE_FIELDS = ("first_submission_date", "last_submission_date", "creation_date")
+
+
+def expansion_priority(verdict: str | None, score: int | None) -> tuple[int, int]:
+    """Sort key of the best-first search: worse verdict first, then higher threat score."""
+    return _EXPANSION_RANK.get(verdict, 2), -(score if score is not None else -1)
+
+
+def verdict_at_least(verdict: str | None, minimum: str) -> bool:
+    return PIVOT_VERDICT_ORDER.get(verdict or "unknown", 0) >= PIVOT_VERDICT_ORDER[minimum]
+
+
+def recency_epoch(attributes: dict[str, Any]) -> int | None:
+    for name in PIVOT_RECENCY_FIELDS:
+        value = attributes.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return int(value)
+    return None
+
+
+def is_hub_fanout(returned: int, limit: int, source_verdict: str | None) -> bool:
+    """See HUB_FANOUT_ABSOLUTE."""
+    if returned >= HUB_FANOUT_ABSOLUTE:
+        return True
+    return returned >= limit and source_verdict not in ("malicious", "suspicious")
+
+
+def evidence_verdict(verdict: str | None, source: str | None) -> str | None:
+    """The verdict as evidence for the pivot confidences: "clean" only counts when GTI itself says so
+    (gti_assessment); zero engine detections alone is no evidence (fresh attacker infrastructure has none),
+    so it counts as unknown."""
+    if verdict == "clean" and source != "gti_assessment.verdict":
+        return None
+    return verdict
+
+
+def relationship_confidence(
+    sets_ok: int, sets_attempted: int, direct_verdicts: list[str | None], cut: bool, truncated: bool
+) -> PivotConfidence:
+    """How far to trust that the reported relationships are complete and relevant, 0-100:
+
+    ``50 x completeness + 50 x bad_share``, minus 10 when the budget cut the graph and 5 when a list may be
+    truncated. completeness = relationship calls that answered / calls attempted. bad_share =
+    (malicious + 0.5 x suspicious) / direct relations with a known verdict (0 when none is known), the
+    verdicts taken through evidence_verdict.
+    """
+    reasons: list[str] = []
+    if sets_attempted == 0:
+        return 0, "none", ["no relationship was fetched"]
+    completeness = sets_ok / sets_attempted
+    reasons.append(f"{sets_ok}/{sets_attempted} relationship calls answered (+{round(50 * completeness)})")
+    known = [v for v in direct_verdicts if v in ("malicious", "suspicious", "clean")]
+    bad = sum(1 for v in known if v == "malicious") + SUSPICIOUS_WEIGHT * sum(1 for v in known if v == "suspicious")
+    share = bad / len(known) if known else 0.0
+    reasons.append(
+        f"{bad:g} of {len(known)} direct relations with a verdict are malicious/suspicious (+{round(50 * share)})"
+        if known
+        else "no direct relation has a verdict (+0)"
+    )
+    score = 50 * completeness + 50 * share
+    if cut:
+        score -= 10
+        reasons.append("the budget cut the exploration (-10)")
+    if truncated:
+        score -= 5
+        reasons.append("some relationship lists may be truncated (-5)")
+    final = max(0, min(100, round(score)))
+    return final, confidence_level(final), reasons
+
+
+ATTRIBUTION_BASE = 40  # one entity associated with the collection
+ATTRIBUTION_PER_PATH = 15  # each further independent entity
+ATTRIBUTION_PATH_CAP = 85  # paths alone never make certainty
+ATTRIBUTION_DIRECT = 10  # the pivoted indicator itself is associated
+ATTRIBUTION_AMBIGUOUS = 20  # another collection of the same type is as well supported
+
+
+def attribution_confidence(paths: int, direct: bool, ambiguous: bool) -> PivotConfidence:
+    """Confidence in the best-supported actor/campaign, 0-100: 0 without one; else
+    ``min(85, 40 + 15 x (paths - 1)) + 10 if the indicator itself is associated - 20 if ambiguous``."""
+    if paths <= 0:
+        return 0, "none", ["no threat actor, campaign or malware family is associated"]
+    score = min(ATTRIBUTION_PATH_CAP, ATTRIBUTION_BASE + ATTRIBUTION_PER_PATH * (paths - 1))
+    reasons = [f"{paths} independent path(s) (+{score})"]
+    if direct:
+        score += ATTRIBUTION_DIRECT
+        reasons.append(f"the indicator itself is associated (+{ATTRIBUTION_DIRECT})")
+    if ambiguous:
+        score -= ATTRIBUTION_AMBIGUOUS
+        reasons.append(f"another collection of the same type is as well supported (-{ATTRIBUTION_AMBIGUOUS})")
+    final = max(0, min(100, score))
+    return final, confidence_level(final), reasons
+
+
+def infrastructure_overlap(shared: int, considered: int) -> int:
+    """Share of related entities reached from two or more different entities, 0-100:
+    ``round(100 x shared / considered)`` (0 when nothing is considered). Converging paths are what tie
+    infrastructure together; depth 1 can show none, since every relation there has the one source."""
+    return round(100 * shared / considered) if considered else 0
+
+
+SHARED_LEAF_PENALTY = 10  # each benign/shared-infrastructure neighbour, at most 3 of them
+
+
+def infrastructure_confidence(infra_verdicts: list[str | None], shared_leaves: int) -> PivotConfidence:
+    """How sure the related infrastructure (domains, IPs, URLs) is hostile rather than shared, 0-100:
+    ``100 x (malicious + 0.5 x suspicious) / with_verdict - 10 x min(3, benign/shared leaves)``, the
+    verdicts taken through evidence_verdict and the benign/shared leaves left out of the ratio (they
+    count in the penalty instead)."""
+    known = [v for v in infra_verdicts if v in ("malicious", "suspicious", "clean")]
+    if not known:
+        return 0, "none", ["no related infrastructure has a verdict"]
+    bad = sum(1 for v in known if v == "malicious") + SUSPICIOUS_WEIGHT * sum(1 for v in known if v == "suspicious")
+    score = 100 * bad / len(known)
+    reasons = [f"{bad:g} of {len(known)} related domains/IPs/URLs with a verdict are malicious/suspicious"]
+    if shared_leaves:
+        penalty = SHARED_LEAF_PENALTY * min(3, shared_leaves)
+        score -= penalty
+        reasons.append(f"{shared_leaves} benign or shared-infrastructure neighbour(s) (-{penalty})")
+    final = max(0, min(100, round(score)))
+    return final, confidence_level(final), reasons
+
+
+def timeline_span(epochs: list[int]) -> tuple[str, str, int] | None:
+    """(first, last, days) over the activity dates (TIMELINE_FIELDS and resolution dates); None without."""
+    dated = sorted(e for e in epochs if e > 0)
+    if not dated:
+        return None
+    first, last = iso_date(dated[0]), iso_date(dated[-1])
+    assert first is not None and last is not None
+    return first, last, (dated[-1] - dated[0]) // 86400
+
+
+# --- investigate (the chain) -------------------------------------------------------------------------
+
+# pivot_if="high_risk" pivots when the enrichment's risk is one of these: a pivot costs many upstream calls
+# (and VirusTotal quota), so it is spent on indicators already judged malicious.
+PIVOT_RISK_LEVELS = ("critical", "high")
+_RANK = {"none": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+@dataclass
+class CombinedVerdict:
+    threat: CorrelationLevel
+    exposure: CorrelationLevel
+    priority: Literal["P1", "P2", "P3", "P4", "unknown"]
+    drivers: list[str]
+
+
+def combined_priority(
+    risk_level: str, attribution: tuple[str, str] | None, exposures: list[str]
+) -> CombinedVerdict:
+    """Threat x exposure -> priority.
+
+    * threat = the enrichment's risk level, raised to at least "high" when the pivot attributes the
+      indicator to a named actor or campaign with high attribution confidence;
+    * exposure = the highest known exposure among the indicator's and its correlated findings'
+      correlations ("unknown" only when none is known);
+    * priority: P1 when both are high or critical; P2 when either is; P3 when either is medium; P4 when both
+      are known and lower; "unknown" when the threat is unknown and nothing raised the exposure.
+    """
+    drivers: list[str] = []
+    threat = risk_level if risk_level in _RANK or risk_level == "unknown" else "unknown"
+    if risk_level in ("critical", "high"):
+        drivers.append(f"enrichment risk {risk_level}")
+    if attribution is not None:
+        names, confidence = attribution
+        if confidence == "high" and _RANK.get(threat, -1) < _RANK["high"]:
+            threat = "high"
+        drivers.append(f"attributed to {names} ({confidence} confidence)")
+    known = [level for level in exposures if level in _RANK]
+    exposure = max(known, key=_RANK.__getitem__) if known else "unknown"
+    if exposure in ("critical", "high", "medium"):
+        drivers.append(f"exposure {exposure}")
+    t, e = _RANK.get(threat, -1), _RANK.get(exposure, -1)
+    if t >= 3 and e >= 3:
+        priority = "P1"
+    elif t >= 3 or e >= 3:
+        priority = "P2"
+    elif t == 2 or e == 2:
+        priority = "P3"
+    elif t >= 0 and e >= 0:
+        priority = "P4"
+    else:
+        priority = "unknown"
+    return CombinedVerdict(threat, exposure, priority, drivers)  # type: ignore[arg-type]

@@ -13,16 +13,18 @@ from cachetools import LRUCache
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ioc_workflows_mcp import __version__
 from ioc_workflows_mcp.indicator import Indicator, IndicatorError
 from ioc_workflows_mcp.models import EnrichResult
 from ioc_workflows_mcp.models.correlate import CorrelateResult
+from ioc_workflows_mcp.models.pivot import PivotBudget, PivotFilters, PivotResult
 from ioc_workflows_mcp.settings import Config, load_config
 from ioc_workflows_mcp.upstream.pool import UpstreamPool
 from ioc_workflows_mcp.workflows.correlate import correlate
 from ioc_workflows_mcp.workflows.enrich import enrich
+from ioc_workflows_mcp.workflows.pivot import PivotArgumentError, pivot
 from ioc_workflows_mcp.workflows.sources import Sources
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,21 @@ LookbackDays = Annotated[
 
 # Sessions whose caches are kept at once; the least recently used session's cache goes first.
 MAX_SESSIONS = 256
+
+
+class AnalyzeResult(BaseModel):
+    """Result of analyze_ioc: the chosen workflow's own result, whose `workflow` field says which.
+    analysis_type "enrich" gives the EnrichResult of enrich_ioc, "pivot" the PivotResult of pivot_ioc;
+    every result has these common fields."""
+
+    model_config = ConfigDict(title="AnalyzeResult", extra="allow")
+
+    schema_version: str
+    workflow: Literal["enrich", "pivot", "correlate"]
+    data_mode: Literal["offline-fixtures", "live", "mixed"]
+    indicator: dict[str, object]
+    errors: list[dict[str, object]]
+    summary: str
 
 
 @dataclass
@@ -130,7 +147,7 @@ def build_server(config: Config | None = None) -> MCPServer:
         except IndicatorError as exc:
             raise ToolError(str(exc)) from None
 
-    def shaped(result: EnrichResult) -> CallToolResult:
+    def shaped(result: EnrichResult | PivotResult) -> CallToolResult:
         return CallToolResult(
             content=[TextContent(type="text", text=result.summary)],
             structured_content=result.model_dump(mode="json"),
@@ -169,13 +186,16 @@ def build_server(config: Config | None = None) -> MCPServer:
             Field(description="SOAR case window: recent 30 days, extended 90, comprehensive 365."),
         ] = "recent",
         lookback_days: LookbackDays = 30,
-    ) -> Annotated[CallToolResult, EnrichResult]:
+    ) -> Annotated[CallToolResult, AnalyzeResult]:
         """Analyze one indicator of compromise with the chosen workflow; the entry point of the IOC runbook.
 
-        analysis_type "enrich" returns the same result as enrich_ioc. "pivot", "correlate" and "full" are
-        not available yet in this version and answer with an error that says so.
+        analysis_type "enrich" returns the same result as enrich_ioc; "pivot" the same as pivot_ioc with
+        pivot_depth and the default relationships, budget and no filters (use pivot_ioc to set those).
+        "correlate" and "full" are not available yet in this version and answer with an error that says so.
         """
         indicator = parse(ioc_value, ioc_type)
+        if analysis_type == "pivot":
+            return shaped(await run_pivot(ctx, indicator, pivot_depth, None, None, None))
         if analysis_type != "enrich":
             raise ToolError(
                 f'analysis_type "{analysis_type}" is not available yet in ioc-workflows-mcp {__version__}; '
@@ -183,6 +203,76 @@ def build_server(config: Config | None = None) -> MCPServer:
             )
         del pivot_depth, correlation_scope  # accepted for the runbook's signature; used by later workflows
         return shaped(await enrich(indicator, state(ctx).sources(ctx), lookback_days))
+
+    async def run_pivot(
+        ctx: Context,
+        indicator: Indicator,
+        depth: int,
+        relationships: list[str] | dict[str, list[str]] | None,
+        budget: PivotBudget | None,
+        filters: PivotFilters | None,
+    ) -> PivotResult:
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            await ctx.report_progress(done, total, message)
+
+        try:
+            return await pivot(indicator, state(ctx).sources(ctx), depth, relationships, budget, filters, progress)
+        except PivotArgumentError as exc:
+            raise ToolError(str(exc)) from None
+
+    @server.tool(title="Pivot from an indicator to related infrastructure and campaigns", annotations=READ_ONLY)
+    async def pivot_ioc(
+        ioc_value: IocValue,
+        ctx: Context,
+        ioc_type: IocType = None,
+        pivot_depth: Annotated[
+            int, Field(description="Hops to explore, 1-3: 1 is the indicator's own relationships.")
+        ] = 1,
+        relationships: Annotated[
+            list[str] | dict[str, list[str]] | None,
+            Field(
+                description="Override the relationship sets: a list of GTI relationship names (each used for every "
+                'entity type that accepts it) or {"domain"|"ip"|"file"|"url": [names]}. Default: domain '
+                "resolutions, communicating_files, downloaded_files, urls, subdomains, associations; ip the same "
+                "without subdomains; file contacted_domains, contacted_ips, contacted_urls, dropped_files, "
+                "execution_parents, associations; url contacted_domains, contacted_ips, downloaded_files, "
+                "last_serving_ip_address, network_location, associations."
+            ),
+        ] = None,
+        budget: Annotated[
+            PivotBudget | None,
+            Field(description="Limits: max_calls, max_entities_per_level, max_entities, max_items_per_relationship."),
+        ] = None,
+        min_verdict: Annotated[
+            Literal["clean", "suspicious", "malicious"] | None,
+            Field(description="Keep only related entities at least this bad; unknown verdicts are left out."),
+        ] = None,
+        min_score: Annotated[
+            int | None, Field(ge=0, le=100, description="Keep only related entities with a threat score >= this.")
+        ] = None,
+        max_age_days: Annotated[
+            int | None, Field(ge=1, le=36500, description="Keep only related entities seen within this many days.")
+        ] = None,
+    ) -> Annotated[CallToolResult, PivotResult]:
+        """Pivot from one indicator through Google Threat Intelligence relationships, to depth 1-3, and attribute it.
+
+        Explores breadth first, level by level, best entities first (malicious, suspicious, unknown, clean),
+        each level's calls at once, every entity expanded once at most, within a budget (default 60 upstream
+        calls, 10 entities per level, 200 entities, 20 items per relationship) that the result reports as used,
+        with why the graph was cut. Never expands through private/reserved/documentation addresses, the bundled
+        known-benign list (public resolvers, CDN front ends, empty-file hashes), GTI-benign or CDN-tagged
+        entities, or hubs (a relationship that fills its limit on a non-malicious entity, or 100+ items): each
+        stays a leaf with its reason. Returns direct_relationships (related_domains, related_ips, related_files),
+        campaign_context (threat_actor, campaign_name from associated GTI collections with the number of
+        independent paths; null with a reason when the data supports none; infrastructure_overlap,
+        timeline_span), confidence_assessment (relationship, attribution, infrastructure; formulas in
+        scoring.py), the graph (nodes, edges, one record per relationship call with possibly_truncated),
+        budget usage and what the filters left out, counted per reason. A failed upstream call marks its edge
+        set incomplete; the rest of the graph stands. Progress notifications are sent when the caller asks.
+        """
+        indicator = parse(ioc_value, ioc_type)
+        filters = PivotFilters(min_verdict=min_verdict, min_score=min_score, max_age_days=max_age_days)
+        return shaped(await run_pivot(ctx, indicator, pivot_depth, relationships, budget, filters))
 
     @server.tool(title="Correlate an indicator with the organization's cases and alerts", annotations=READ_ONLY)
     async def correlate_ioc(

@@ -63,7 +63,7 @@ def test_analyze_private_ip_skips_threat_intel() -> None:
     [
         (("analyze", "payload.xrat"), "unknown TLD `xrat`"),
         (("analyze", ""), "empty or invalid IOC value"),
-        (("analyze", "8.8.8.8", "--workflow", "pivot"), "not available yet"),
+        (("analyze", "8.8.8.8", "--workflow", "pivot", "--depth", "4"), "invalid choice"),
         (("analyze", "8.8.8.8", "--lookback-days", "400"), "1 to 365"),
         (("analyze", "invoice.zip"), "ambiguous"),
     ],

@@ -52,8 +52,14 @@ async def test_tools_list_has_schemas_and_annotations(client: Client) -> None:
         assert tool.annotations is not None
         assert tool.annotations.read_only_hint is True and tool.annotations.open_world_hint is True
         schema = tool.output_schema or {}
-        assert schema.get("title") == "EnrichResult"
-        assert {"gti_analysis", "siem_context", "ioc_matches", "data_mode", "indicator"} <= set(schema["properties"])
+        if name == "enrich_ioc":
+            assert schema.get("title") == "EnrichResult"
+            assert {"gti_analysis", "siem_context", "ioc_matches", "data_mode", "indicator"} <= set(
+                schema["properties"]
+            )
+        else:  # analyze_ioc answers with the chosen workflow's result: the common fields, any others allowed
+            assert schema.get("title") == "AnalyzeResult" and schema.get("additionalProperties") is True
+            assert {"workflow", "data_mode", "indicator", "summary"} <= set(schema["properties"])
         assert "ioc_value" in tool.input_schema["required"]
     analyze_props = tools["analyze_ioc"].input_schema["properties"]
     assert set(analyze_props) >= {
@@ -212,7 +218,7 @@ async def test_analyze_ioc_enrich_matches_enrich_ioc(client: Client) -> None:
     assert a["assessment"] == b["assessment"]
 
 
-@pytest.mark.parametrize("analysis_type", ["pivot", "correlate", "full"])
+@pytest.mark.parametrize("analysis_type", ["correlate", "full"])
 async def test_analyze_ioc_other_types_not_available_yet(client: Client, analysis_type: str) -> None:
     result = await client.call_tool("analyze_ioc", {"ioc_value": MALICIOUS_DOMAIN, "analysis_type": analysis_type})
     assert result.is_error

@@ -1,0 +1,453 @@
+"""The pivot workflow: through an MCP client over stdio (the installed console script, as a host runs it),
+and in process for what needs a fault injected or the backend's request log, plus the pure parts.
+
+Expected counts are the ones fixtures/ implies for secure-update.example.net (fixtures/README.md, row 1):
+resolutions 14 over 2 pages (203.0.113.66, 198.51.100.7, the CDN 104.18.32.7, 11 x 192.0.2.x), 3
+communicating files + 1 downloaded, 3 URLs, 100 subdomains (20 kept at the default limit), associations to
+3 collections: 45 nodes and 44 edges at depth 1. At depth 2 the dropper, the payload and the payload URL
+are expanded, adding example.com and 8.8.8.8 (47 nodes, 57 edges); nothing in the fixtures goes further,
+so depth 3 is the depth-2 graph.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult, TextContent
+
+from ioc_workflows_mcp import scoring
+from ioc_workflows_mcp.cache import SingleFlight
+from ioc_workflows_mcp.indicator import Indicator
+from ioc_workflows_mcp.models import Status
+from ioc_workflows_mcp.offline import gti_server
+from ioc_workflows_mcp.offline.backend import Backends, vt_error
+from ioc_workflows_mcp.settings import Settings
+from ioc_workflows_mcp.upstream.gti import GtiFacade, classify_related_error
+from ioc_workflows_mcp.upstream.pool import ToolOutput, UpstreamFailure
+from ioc_workflows_mcp.upstream.siem import SiemFacade
+from ioc_workflows_mcp.upstream.soar import SoarFacade
+from ioc_workflows_mcp.workflows.pivot import PivotArgumentError, pivot, resolve_relationships
+from ioc_workflows_mcp.workflows.sources import Sources
+from tests.conftest import child_env, console_script
+
+pytestmark = pytest.mark.anyio
+
+DOMAIN = "secure-update.example.net"
+DROPPER = "4d0eddad473d78894f64716c845d7550eaf3965545554d06b394cd49a295aed2"
+PAYLOAD = "7d5706f314e1cd8271770210d080f169f6cec021ee8b3b6db3e7e66c0cb150bd"
+PAYLOAD_URL_ID = "74d5804bcf513397aa9e71849f4857361374a47b307996a381085ac537e84541"
+MALWARE = "malware--5e0b7c1a-3f2d-5a4e-9c81-0000000000a1"
+ACTOR = "threat-actor--5e0b7c1a-3f2d-5a4e-9c81-0000000000a2"
+CAMPAIGN = "campaign--5e0b7c1a-3f2d-5a4e-9c81-0000000000a3"
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def client() -> AsyncIterator[Client]:
+    params = StdioServerParameters(command=console_script(), args=[], env=child_env())
+    async with Client(params, mode="legacy", read_timeout_seconds=120) as session:
+        yield session
+
+
+def text_of(result: CallToolResult) -> str:
+    return " ".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    assert text_of(result) == result.structured_content["summary"]
+    return result.structured_content
+
+
+def issued(data: dict[str, Any]) -> int:
+    """Calls the pivot issued: made upstream, or answered by the session cache / an identical call."""
+    return data["budget"]["calls"] + data["budget"]["shared_calls"]
+
+
+def nodes_by_key(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {node["key"]: node for node in data["graph"]["nodes"]}
+
+
+def sets_by_name(data: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    return {s["relationship"]: s for s in data["graph"]["relationship_sets"] if s["source"] == source}
+
+
+def assert_no_entity_expanded_twice(data: dict[str, Any]) -> None:
+    calls = [
+        (p["tool"], tuple(sorted((k, str(v)) for k, v in p["arguments"].items())))
+        for p in data["graph"]["section"]["provenance"]
+    ]
+    assert [c for c, n in Counter(calls).items() if n > 1] == []
+    sets = Counter((s["source"], s["relationship"]) for s in data["graph"]["relationship_sets"])
+    assert max(sets.values()) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Through an MCP client over stdio
+
+
+async def test_pivot_tool_is_listed_with_schema_and_annotations(client: Client) -> None:
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    tool = tools["pivot_ioc"]
+    assert tool.description and "hub" in tool.description and len(tool.description) > 500
+    assert tool.annotations is not None
+    assert tool.annotations.read_only_hint is True and tool.annotations.open_world_hint is True
+    schema = tool.output_schema or {}
+    assert schema.get("title") == "PivotResult"
+    assert {"direct_relationships", "campaign_context", "confidence_assessment", "graph", "budget"} <= set(
+        schema["properties"]
+    )
+    assert {"ioc_value", "pivot_depth", "relationships", "budget", "min_verdict", "min_score", "max_age_days"} <= set(
+        tool.input_schema["properties"]
+    )
+
+
+async def test_depth_1_exact_graph_and_attribution(client: Client) -> None:
+    data = await call(client, "pivot_ioc", ioc_value=DOMAIN)
+    assert data["data_mode"] == "offline-fixtures" and data["workflow"] == "pivot"
+    assert (len(data["graph"]["nodes"]), len(data["graph"]["edges"])) == (45, 44)
+    assert issued(data) == 7  # the report + 6 relationships
+    assert data["budget"]["entities_expanded"] == 1
+    direct = data["direct_relationships"]
+    assert direct["section"]["status"] == "ok"
+    assert len(direct["related_ips"]) == 14 and len(direct["related_files"]) == 4
+    assert len(direct["related_urls"]) == 3 and len(direct["related_domains"]) == 20
+    # C28: the 14 resolutions span two pages of 10; page 2 differs from page 1 and comes through.
+    ips = [item["value"] for item in direct["related_ips"]]
+    assert len(set(ips)) == 14 and {"203.0.113.66", "198.51.100.7", "104.18.32.7", "192.0.2.20"} <= set(ips)
+    sets = sets_by_name(data, f"domain:{DOMAIN}")
+    assert sets["resolutions"]["returned"] == 14 and not sets["resolutions"]["possibly_truncated"]
+    assert sets["subdomains"]["returned"] == 20 and sets["subdomains"]["possibly_truncated"]
+    assert "limit of 20" in sets["subdomains"]["truncation_reason"]
+    assert data["possibly_truncated"] is True
+
+    campaign = data["campaign_context"]
+    assert campaign["threat_actor"] == "TA-EXAMPLE-07"
+    assert campaign["campaign_name"] == "Fake Software Update Campaign 2025"
+    assert campaign["malware_families"] == ["EXAMPLEBEACON"]
+    assert {c["collection_id"]: c["paths"] for c in campaign["candidates"]} == {MALWARE: 1, ACTOR: 1, CAMPAIGN: 1}
+    assert campaign["timeline_span"]["first_seen"] == "2025-04-17"  # the domain's creation_date
+    assert campaign["infrastructure_overlap"]["score"] == 0
+    conf = data["confidence_assessment"]
+    assert conf["attribution_confidence"]["score"] == 50  # one path (40) + the indicator itself (10)
+    nodes = nodes_by_key(data)
+    assert "documentation (RFC 5737)" in nodes["ip:203.0.113.66"]["not_expanded_reason"]
+    assert nodes[f"file:{DROPPER}"]["not_expanded_reason"] == "depth limit: pivot_depth=1"
+    assert nodes[f"collection:{ACTOR}"]["collection_type"] == "threat-actor"
+    assert data["errors"] == []
+
+
+async def test_depth_2_and_3_exact_graph_benign_leaves_and_paths(client: Client) -> None:
+    two = await call(client, "pivot_ioc", ioc_value=DOMAIN, pivot_depth=2)
+    assert (len(two["graph"]["nodes"]), len(two["graph"]["edges"])) == (47, 57)
+    nodes = nodes_by_key(two)
+    assert {k for k, n in nodes.items() if n["expanded"]} == {
+        f"domain:{DOMAIN}",
+        f"file:{DROPPER}",
+        f"file:{PAYLOAD}",
+        f"url:{PAYLOAD_URL_ID}",
+    }
+    # benign and shared infrastructure: kept as leaves, never expanded, each with its reason
+    assert "public DNS resolver" in nodes["ip:8.8.8.8"]["not_expanded_reason"]
+    assert "GTI verdict benign" in nodes["ip:104.18.32.7"]["not_expanded_reason"]  # the CDN address
+    assert "GTI verdict benign" in nodes["domain:example.com"]["not_expanded_reason"]
+    assert not any(s["source"] in ("ip:8.8.8.8", "ip:104.18.32.7") for s in two["graph"]["relationship_sets"])
+    sent = [p["arguments"] for p in two["graph"]["section"]["provenance"]]
+    assert not any(a.get("ip_address") in ("8.8.8.8", "203.0.113.66", "198.51.100.7") for a in sent)
+    assert not any(a.get("domain") == "example.com" for a in sent)
+    # the payload is reached from the indicator, the dropper and the payload URL
+    assert f"file:{PAYLOAD}" in two["campaign_context"]["infrastructure_overlap"]["shared_entities"]
+    paths = {c["name"]: c["paths"] for c in two["campaign_context"]["candidates"]}
+    assert paths == {"EXAMPLEBEACON": 3, "TA-EXAMPLE-07": 2, "Fake Software Update Campaign 2025": 1}
+    malware = next(c for c in two["campaign_context"]["candidates"] if c["name"] == "EXAMPLEBEACON")
+    assert malware["supporting_entities"] == [f"domain:{DOMAIN}", f"file:{DROPPER}", f"file:{PAYLOAD}"]
+    assert two["confidence_assessment"]["attribution_confidence"]["score"] == 65  # 2 paths (55) + direct (10)
+    assert issued(two) == 35  # 7 + 10 vetting reports + 3 x 6 relationships
+    assert two["budget"]["cut"] is True and two["budget"]["cut_reasons"]
+    assert_no_entity_expanded_twice(two)
+
+    three = await call(client, "pivot_ioc", ioc_value=DOMAIN, pivot_depth=3)
+    assert (len(three["graph"]["nodes"]), len(three["graph"]["edges"])) == (47, 57)
+    assert three["pivot_depth"] == 3
+    assert_no_entity_expanded_twice(three)
+
+
+async def test_analyze_ioc_pivot_is_pivot_ioc(client: Client) -> None:
+    a = await call(client, "analyze_ioc", ioc_value=DOMAIN, analysis_type="pivot", pivot_depth=2)
+    b = await call(client, "pivot_ioc", ioc_value=DOMAIN, pivot_depth=2)
+    assert a["workflow"] == "pivot"
+    assert a["graph"]["nodes"] == b["graph"]["nodes"] and a["graph"]["edges"] == b["graph"]["edges"]
+    assert a["campaign_context"]["candidates"] == b["campaign_context"]["candidates"]
+
+
+async def test_subdomains_at_the_server_cap_are_possibly_truncated_and_a_hub(client: Client) -> None:
+    data = await call(
+        client,
+        "pivot_ioc",
+        ioc_value=DOMAIN,
+        pivot_depth=2,
+        relationships=["subdomains"],
+        budget={"max_items_per_relationship": 150},
+    )
+    record = sets_by_name(data, f"domain:{DOMAIN}")["subdomains"]
+    assert (record["returned"], record["possibly_truncated"], record["hub"]) == (100, True, True)
+    assert "cap of 100" in record["truncation_reason"]
+    subs = [n for n in data["graph"]["nodes"] if n["depth"] == 1]
+    assert len(subs) == 100 and all("hub" in n["not_expanded_reason"] for n in subs)
+    assert data["budget"]["entities_expanded"] == 1 and issued(data) == 2
+
+
+async def test_c29_large_list_is_bounded_and_flagged(client: Client) -> None:
+    data = await call(client, "pivot_ioc", ioc_value="example.com", relationships=["communicating_files"])
+    record = sets_by_name(data, "domain:example.com")["communicating_files"]
+    assert (record["returned"], record["limit"], record["possibly_truncated"], record["hub"]) == (20, 20, True, True)
+    assert len(data["direct_relationships"]["related_files"]) == 20
+    assert data["possibly_truncated"] is True
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("d41d8cd98f00b204e9800998ecf8427e", "MD5 of empty input"),  # C30
+        ("8.8.8.8", "public DNS resolver"),
+        ("10.20.30.40", "private (RFC 1918)"),
+        ("203.0.113.66", "documentation (RFC 5737)"),
+    ],
+)
+async def test_benign_and_non_routable_indicators_are_not_expanded(client: Client, value: str, fragment: str) -> None:
+    data = await call(client, "pivot_ioc", ioc_value=value, pivot_depth=3)
+    section = data["direct_relationships"]["section"]
+    assert section["status"] == "skipped_policy" and fragment in section["reason"]
+    assert data["graph"]["section"]["provenance"] == [] and data["budget"]["calls"] == 0
+    assert len(data["graph"]["nodes"]) == 1 and data["graph"]["nodes"][0]["expanded"] is False
+    assert data["campaign_context"]["threat_actor"] is None
+    assert data["confidence_assessment"]["attribution_confidence"]["level"] == "none"
+
+
+async def test_tiny_budget_cuts_and_says_why(client: Client) -> None:
+    data = await call(client, "pivot_ioc", ioc_value=DOMAIN, pivot_depth=3, budget={"max_calls": 3})
+    usage = data["budget"]
+    assert issued(data) == 3 and usage["cut"] is True
+    assert any("max_calls (3)" in reason for reason in usage["cut_reasons"])
+    assert [s["relationship"] for s in data["graph"]["relationship_sets"]] == ["resolutions", "communicating_files"]
+    per_level = await call(client, "pivot_ioc", ioc_value=DOMAIN, pivot_depth=2, budget={"max_entities_per_level": 2})
+    assert per_level["budget"]["entities_expanded"] <= 3
+    capped = await call(client, "pivot_ioc", ioc_value=DOMAIN, budget={"max_entities": 10})
+    assert capped["budget"]["entities_in_graph"] == 10
+    assert any("max_entities (10)" in reason for reason in capped["budget"]["cut_reasons"])
+
+
+async def test_filters_are_counted_not_dropped_silently(client: Client) -> None:
+    data = await call(client, "pivot_ioc", ioc_value=DOMAIN, min_verdict="malicious")
+    kept = [n for n in data["graph"]["nodes"] if n["depth"] == 1 and n["type"] != "collection"]
+    assert kept and all(n["verdict"] == "malicious" for n in kept)
+    assert data["filtered"]["verdict_below_minimum"] == 33  # 12 clean IPs, 1 suspicious IP, 20 clean subdomains
+    assert len(kept) == 44 - 3 - 33  # edges from the root minus collections and the filtered ones
+    old = await call(client, "pivot_ioc", ioc_value=DOMAIN, max_age_days=1)
+    assert old["filtered"]["older_than_max_age"] == 41 and issued(old) == 7
+    scored = await call(client, "pivot_ioc", ioc_value=DOMAIN, min_score=90)
+    assert set(scored["filtered"]) <= {"score_below_minimum", "no_score"} and sum(scored["filtered"].values()) > 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        ({"ioc_value": DOMAIN, "pivot_depth": 0}, "pivot_depth must be 1, 2 or 3"),
+        ({"ioc_value": DOMAIN, "pivot_depth": 4}, "pivot_depth must be 1, 2 or 3"),
+        ({"ioc_value": DOMAIN, "relationships": ["resolutionz"]}, "resolutionz"),
+        ({"ioc_value": DOMAIN, "relationships": {"domain": ["contacted_ips"]}}, "contacted_ips"),
+        ({"ioc_value": DOMAIN, "relationships": {"colour": ["urls"]}}, "colour"),
+        ({"ioc_value": DOMAIN, "budget": {"max_calls": 0}}, "max_calls"),
+        ({"ioc_value": DOMAIN, "min_verdict": "evil"}, "min_verdict"),
+        ({"ioc_value": "payload.xrat"}, "unknown TLD"),
+    ],
+)
+async def test_bad_arguments_are_clear_tool_errors(client: Client, arguments: dict[str, Any], fragment: str) -> None:
+    result = await client.call_tool("pivot_ioc", arguments)
+    assert result.is_error
+    assert fragment in text_of(result), text_of(result)
+
+
+async def test_progress_notifications_reach_the_client(client: Client) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    result = await client.call_tool("pivot_ioc", {"ioc_value": DOMAIN, "pivot_depth": 2}, progress_callback=on_progress)
+    assert not result.is_error
+    assert len(seen) >= 10
+    values = [p for p, _, _ in seen]
+    assert values == sorted(values)
+    assert any(m and "depth 2" in m for _, _, m in seen)
+
+
+# --------------------------------------------------------------------------------------------------
+# In process: the gti stand-in behind a pool that counts calls, with faults and the request log
+
+
+class InProcessPool:
+    """The pool's ``call`` over an in-memory MCP client of the gti stand-in; counts every call."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def call(self, upstream: str, tool: str, arguments: dict[str, Any]) -> ToolOutput:
+        if upstream != "gti":
+            raise UpstreamFailure(upstream, Status.UNAVAILABLE, "not configured in this test")
+        self.calls.append((tool, dict(arguments)))
+        result = await self.client.call_tool(tool, arguments)
+        texts = [block.text for block in result.content if isinstance(block, TextContent)]
+        structured = result.structured_content
+        has = structured is not None
+        if isinstance(structured, dict) and set(structured) == {"result"}:
+            structured = structured["result"]
+        return ToolOutput(bool(result.is_error), texts, structured, has)
+
+
+def in_process_sources(pool: Any) -> Sources:
+    flights = SingleFlight()
+    return Sources(
+        gti=GtiFacade(pool, None, flights),
+        siem=SiemFacade(pool, None, flights),
+        soar=SoarFacade(pool, None, flights),
+        settings=Settings(),
+        data_mode="offline-fixtures",
+    )
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[tuple[Backends, InProcessPool]]:
+    backends = Backends.load()
+    async with Client(gti_server.build_server(backends)) as c:
+        yield backends, InProcessPool(c)
+
+
+async def test_paging_follows_the_cursor(standin: tuple[Backends, InProcessPool]) -> None:
+    backends, pool = standin
+    await pivot(Indicator.parse(DOMAIN), in_process_sources(pool), 1, ["resolutions"])
+    pages = [r for r in backends.vt.requests if r.path.endswith("/resolutions")]
+    assert len(pages) == 2
+    assert "cursor" not in pages[0].params and pages[1].params.get("cursor")
+
+
+async def test_a_429_on_one_relationship_keeps_the_rest(standin: tuple[Backends, InProcessPool]) -> None:
+    backends, pool = standin
+    backends.vt.inject(f"/domains/{DOMAIN}/communicating_files", vt_error(429, "QuotaExceededError", "Quota exceeded"))
+    result = await pivot(Indicator.parse(DOMAIN), in_process_sources(pool), 1)
+    sets = {s.relationship: s for s in result.graph.relationship_sets}
+    failed = sets["communicating_files"]
+    assert failed.status == "unavailable" and failed.possibly_truncated and "incomplete" in failed.truncation_reason
+    assert all(s.status == "ok" for name, s in sets.items() if name != "communicating_files")
+    assert result.direct_relationships.section.status is Status.DEGRADED
+    assert len(result.direct_relationships.related_ips) == 14
+    assert len(result.direct_relationships.related_files) == 1  # the payload, from downloaded_files
+    assert result.campaign_context.threat_actor == "TA-EXAMPLE-07"
+    assert [e.status for e in result.errors] == [Status.UNAVAILABLE]
+
+
+async def test_identical_concurrent_pivots_share_calls(standin: tuple[Backends, InProcessPool]) -> None:
+    _, pool = standin
+    single = await pivot(Indicator.parse(DOMAIN), in_process_sources(pool), 2)
+    alone = len(pool.calls)
+    assert alone == single.budget.calls == 35
+    distinct_entities = {
+        (tool, args.get("domain") or args.get("ip_address") or args.get("hash") or args.get("url") or args.get("id"))
+        for tool, args in pool.calls
+        if not tool.startswith("get_entities_related")
+    }
+    assert len(distinct_entities) == 11  # the indicator's report + 10 vetting reports, each entity once
+    pool.calls.clear()
+    sources = in_process_sources(pool)
+    results: list[Any] = []
+
+    async def one() -> None:
+        results.append(await pivot(Indicator.parse(DOMAIN), sources, 2))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one)
+        tg.start_soon(one)
+    assert len(pool.calls) == alone  # every identical call in flight was made once
+    assert sorted(r.budget.shared_calls for r in results)[-1] > 0
+    assert [len(r.graph.nodes) for r in results] == [47, 47]
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure parts
+
+
+def test_relationship_sets() -> None:
+    assert resolve_relationships(None)["ip"] == (
+        "resolutions",
+        "communicating_files",
+        "downloaded_files",
+        "urls",
+        "associations",
+    )
+    chosen = resolve_relationships(["resolutions", "contacted_ips"])
+    assert (
+        chosen["domain"] == ("resolutions",)
+        and chosen["file"] == ("contacted_ips",)
+        and chosen["url"] == ("contacted_ips",)
+    )
+    assert resolve_relationships({"file": ["dropped_files"]})["file"] == ("dropped_files",)
+    for bad in (["nope"], {"url": ["subdomains"]}, {"thing": ["urls"]}, []):
+        with pytest.raises(PivotArgumentError):
+            resolve_relationships(bad)  # type: ignore[arg-type]
+
+
+def test_related_error_classification() -> None:
+    assert classify_related_error("Error executing tool x: ('QuotaExceededError', 'q')")[0] is Status.RATE_LIMITED
+    assert classify_related_error("NotFoundError: nope")[0] is Status.NOT_FOUND
+    status, reason = classify_related_error("Error executing tool x: unhandled errors in a TaskGroup (1 sub-exception)")
+    assert status is Status.UNAVAILABLE and "does not say why" in reason
+
+
+def test_pivot_formulas() -> None:
+    assert scoring.is_hub_fanout(20, 20, "clean") and not scoring.is_hub_fanout(20, 20, "malicious")
+    assert scoring.is_hub_fanout(100, 150, "malicious") and not scoring.is_hub_fanout(5, 20, None)
+    assert scoring.attribution_confidence(0, False, False)[:2] == (0, "none")
+    assert scoring.attribution_confidence(1, True, False)[0] == 50
+    assert scoring.attribution_confidence(3, True, False)[0] == 80
+    assert scoring.attribution_confidence(9, False, True)[0] == 65  # capped at 85, minus 20 for ambiguity
+    assert scoring.infrastructure_overlap(2, 8) == 25 and scoring.infrastructure_overlap(0, 0) == 0
+    assert scoring.timeline_span([1746187200, 1744891200, 0]) == ("2025-04-17", "2025-05-02", 15)
+    assert scoring.timeline_span([]) is None
+    assert scoring.evidence_verdict("clean", "0 of 94 engines flag it") is None
+    assert scoring.evidence_verdict("clean", "gti_assessment.verdict") == "clean"
+    score, level, reasons = scoring.relationship_confidence(3, 4, ["malicious", "clean", None], True, True)
+    assert (score, level) == (48, "medium") and len(reasons) == 4  # 37.5 + 25 - 10 - 5
+    assert scoring.infrastructure_confidence(["malicious", "suspicious"], 1)[0] == 65
+    assert scoring.infrastructure_confidence([None], 0)[:2] == (0, "none")
+    assert scoring.expansion_priority("malicious", 90) < scoring.expansion_priority("suspicious", 99)
+    assert scoring.expansion_priority(None, None) < scoring.expansion_priority("clean", 0)
+
+
+def test_cli_analyze_pivot() -> None:
+    import json
+    import subprocess
+
+    proc = subprocess.run(
+        [console_script(), "analyze", DOMAIN, "--workflow", "pivot", "--depth", "2"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["workflow"] == "pivot" and data["pivot_depth"] == 2
+    assert (len(data["graph"]["nodes"]), len(data["graph"]["edges"])) == (47, 57)
+    assert "DATA MODE offline-fixtures" in proc.stderr
