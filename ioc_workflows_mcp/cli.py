@@ -15,7 +15,9 @@ from ioc_workflows_mcp.indicator import Indicator, IndicatorError
 from ioc_workflows_mcp.render import to_markdown
 from ioc_workflows_mcp.settings import CONFIG_ENV_VAR, Config, ConfigError, load_config
 from ioc_workflows_mcp.upstream.pool import UpstreamFailure, UpstreamPool
+from ioc_workflows_mcp.workflows.correlate import correlate
 from ioc_workflows_mcp.workflows.enrich import enrich
+from ioc_workflows_mcp.workflows.investigate import investigate
 from ioc_workflows_mcp.workflows.pivot import PivotArgumentError, pivot
 from ioc_workflows_mcp.workflows.sources import Sources
 
@@ -67,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("value", metavar="VALUE", help="the indicator (defanged forms accepted)")
     analyze.add_argument("--type", dest="ioc_type", metavar="T", help='indicator type, e.g. "Domain", ip, sha256')
     analyze.add_argument("--workflow", choices=WORKFLOWS, default="enrich")
-    analyze.add_argument("--depth", type=int, default=1, choices=[1, 2, 3], help="pivot depth (pivot, investigate)")
+    analyze.add_argument(
+        "--depth", type=int, default=None, choices=[1, 2, 3], help="pivot depth (default: pivot 1, investigate 2)"
+    )
     analyze.add_argument(
         "--scope",
         choices=["recent", "extended", "comprehensive"],
@@ -75,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
         help="SOAR case window: 30, 90 or 365 days (correlate, investigate)",
     )
     analyze.add_argument("--lookback-days", type=_days, default=30, metavar="N", help="SIEM window, 1-365 (default 30)")
+    analyze.add_argument(
+        "--pivot-if",
+        choices=["high_risk", "always", "never"],
+        default="high_risk",
+        help="investigate: pivot when the enrichment risk is critical/high (default), always, or never",
+    )
     analyze.add_argument("--format", choices=["json", "markdown"], default="json")
 
     commands.add_parser(
@@ -166,13 +176,6 @@ def _analyze(config: Config, args: argparse.Namespace) -> int:
     except IndicatorError as exc:
         print(f"ioc-workflows-mcp: invalid indicator: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.workflow not in ("enrich", "pivot"):
-        print(
-            f"ioc-workflows-mcp: workflow {args.workflow!r} is not available yet in {__version__}; "
-            "use --workflow enrich or pivot",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
     if config.data_mode != "live":
         print(
             f"ioc-workflows-mcp: DATA MODE {config.data_mode}: results come from bundled offline stand-ins "
@@ -182,9 +185,14 @@ def _analyze(config: Config, args: argparse.Namespace) -> int:
 
     async def run() -> Any:
         async with UpstreamPool(config) as pool:
+            sources = Sources.from_pool(pool, config)
+            if args.workflow == "enrich":
+                return await enrich(indicator, sources, args.lookback_days)
             if args.workflow == "pivot":
-                return await pivot(indicator, Sources.from_pool(pool, config), args.depth)
-            return await enrich(indicator, Sources.from_pool(pool, config), args.lookback_days)
+                return await pivot(indicator, sources, args.depth or 1)
+            if args.workflow == "correlate":
+                return await correlate(indicator, sources, args.scope, args.lookback_days)
+            return await investigate(indicator, sources, args.depth or 2, args.scope, args.lookback_days, args.pivot_if)
 
     try:
         result = anyio.run(run)
@@ -192,42 +200,10 @@ def _analyze(config: Config, args: argparse.Namespace) -> int:
         print(f"ioc-workflows-mcp: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.format == "markdown":
-        print(_pivot_markdown(result) if args.workflow == "pivot" else to_markdown(result))
+        print(to_markdown(result))
     else:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
     return EXIT_OK
-
-
-def _pivot_markdown(result: Any) -> str:
-    """A short reading of a pivot result; the JSON (--format json) has everything."""
-    direct, campaign = result.direct_relationships, result.campaign_context
-    lines = [f"# pivot of {result.indicator.type} `{result.indicator.value}`, depth {result.pivot_depth}", ""]
-    lines += [result.summary, "", "## direct relationships", ""]
-    for label, items in (
-        ("domains", direct.related_domains),
-        ("IPs", direct.related_ips),
-        ("files", direct.related_files),
-        ("URLs", direct.related_urls),
-    ):
-        shown = ", ".join(f"`{item.value}` ({item.verdict or 'unknown'})" for item in items[:10])
-        lines.append(f"- {label} ({len(items)}): {shown}{' ...' if len(items) > 10 else ''}")
-    lines += ["", "## campaign context", ""]
-    nulls = campaign.section.null_fields
-    lines.append(f"- threat actor: {campaign.threat_actor or 'none (' + nulls.get('threat_actor', '') + ')'}")
-    lines.append(f"- campaign: {campaign.campaign_name or 'none (' + nulls.get('campaign_name', '') + ')'}")
-    for cand in campaign.candidates:
-        lines.append(f"  - {cand.collection_type} {cand.name or cand.collection_id}: {cand.paths} path(s)")
-    span = campaign.timeline_span
-    lines.append(f"- timeline: {f'{span.first_seen} to {span.last_seen} ({span.days} days)' if span else 'no dates'}")
-    conf = result.confidence_assessment
-    lines.append(
-        f"- confidence: relationships {conf.relationship_confidence.level}, attribution "
-        f"{conf.attribution_confidence.level}, infrastructure {conf.infrastructure_confidence.level}"
-    )
-    usage = result.budget
-    cut = "; ".join(usage.cut_reasons) or "no"
-    lines += ["", f"budget: {usage.calls} calls of {usage.limits.max_calls}; cut: {cut}"]
-    return "\n".join(lines)
 
 
 async def _doctor(config: Config) -> int:

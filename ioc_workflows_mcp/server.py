@@ -13,17 +13,19 @@ from cachetools import LRUCache
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ioc_workflows_mcp import __version__
 from ioc_workflows_mcp.indicator import Indicator, IndicatorError
 from ioc_workflows_mcp.models import EnrichResult
 from ioc_workflows_mcp.models.correlate import CorrelateResult
+from ioc_workflows_mcp.models.investigate import AnalysisResult
 from ioc_workflows_mcp.models.pivot import PivotBudget, PivotFilters, PivotResult
 from ioc_workflows_mcp.settings import Config, load_config
 from ioc_workflows_mcp.upstream.pool import UpstreamPool
 from ioc_workflows_mcp.workflows.correlate import correlate
 from ioc_workflows_mcp.workflows.enrich import enrich
+from ioc_workflows_mcp.workflows.investigate import PivotIf, investigate, single
 from ioc_workflows_mcp.workflows.pivot import PivotArgumentError, pivot
 from ioc_workflows_mcp.workflows.sources import Sources
 
@@ -33,7 +35,10 @@ INSTRUCTIONS = """\
 Deterministic IOC analysis. Give an indicator of compromise (IPv4/IPv6 address, domain, URL, or an
 md5/sha1/sha256 file hash; defanged forms such as hxxp:// and [.] are accepted) and get one merged JSON
 result from Google Threat Intelligence and the Chronicle SIEM, in one call instead of many.
-Tools: enrich_ioc (reputation + SIEM context + SIEM IOC matches) and analyze_ioc (pick a workflow).
+Tools: enrich_ioc (GTI reputation + SIEM context + SIEM IOC matches, cross-validated), pivot_ioc
+(related infrastructure and the actors/campaigns behind it, depth 1-3), correlate_ioc (the organization's
+SOAR cases and SIEM alerts: exposure, recurrence, business impact), investigate_ioc (the whole chain with
+one priority), and analyze_ioc (the runbook's entry point: pick enrich, pivot, correlate or full).
 Every result has a top-level data_mode: "offline-fixtures" means bundled stand-in data, NOT live
 intelligence. Every section has a status (ok, not_found, skipped_policy, rate_limited, timeout,
 unavailable, degraded): a failed or skipped section means unknown, never clean."""
@@ -67,21 +72,6 @@ LookbackDays = Annotated[
 
 # Sessions whose caches are kept at once; the least recently used session's cache goes first.
 MAX_SESSIONS = 256
-
-
-class AnalyzeResult(BaseModel):
-    """Result of analyze_ioc: the chosen workflow's own result, whose `workflow` field says which.
-    analysis_type "enrich" gives the EnrichResult of enrich_ioc, "pivot" the PivotResult of pivot_ioc;
-    every result has these common fields."""
-
-    model_config = ConfigDict(title="AnalyzeResult", extra="allow")
-
-    schema_version: str
-    workflow: Literal["enrich", "pivot", "correlate"]
-    data_mode: Literal["offline-fixtures", "live", "mixed"]
-    indicator: dict[str, object]
-    errors: list[dict[str, object]]
-    summary: str
 
 
 @dataclass
@@ -147,7 +137,7 @@ def build_server(config: Config | None = None) -> MCPServer:
         except IndicatorError as exc:
             raise ToolError(str(exc)) from None
 
-    def shaped(result: EnrichResult | PivotResult) -> CallToolResult:
+    def shaped(result: EnrichResult | PivotResult | CorrelateResult | AnalysisResult) -> CallToolResult:
         return CallToolResult(
             content=[TextContent(type="text", text=result.summary)],
             structured_content=result.model_dump(mode="json"),
@@ -178,31 +168,87 @@ def build_server(config: Config | None = None) -> MCPServer:
         ioc_type: IocType = None,
         analysis_type: Annotated[
             Literal["enrich", "pivot", "correlate", "full"],
-            Field(description="Workflow: enrich (available), pivot, correlate, full (enrich, pivot, correlate)."),
+            Field(
+                description="Workflow: enrich, pivot, correlate, or full (enrich, then pivot when the risk is "
+                "high, then correlate)."
+            ),
         ] = "enrich",
         pivot_depth: Annotated[int, Field(ge=1, le=3, description="Pivot depth, 1-3 (pivot and full).")] = 1,
-        correlation_scope: Annotated[
-            Literal["recent", "extended", "comprehensive"],
-            Field(description="SOAR case window: recent 30 days, extended 90, comprehensive 365."),
-        ] = "recent",
+        correlation_scope: CorrelationScope = "recent",
         lookback_days: LookbackDays = 30,
-    ) -> Annotated[CallToolResult, AnalyzeResult]:
+    ) -> Annotated[CallToolResult, AnalysisResult]:
         """Analyze one indicator of compromise with the chosen workflow; the entry point of the IOC runbook.
 
-        analysis_type "enrich" returns the same result as enrich_ioc; "pivot" the same as pivot_ioc with
-        pivot_depth and the default relationships, budget and no filters (use pivot_ioc to set those).
-        "correlate" and "full" are not available yet in this version and answer with an error that says so.
+        Returns one shape for every analysis_type: the workflow sections that ran are filled
+        (enrichment, pivot, correlation; each the same as enrich_ioc, pivot_ioc, correlate_ioc return) and
+        the others are null. "full" runs the chain of investigate_ioc with pivot_if="high_risk" and adds
+        chain (what it decided and why) and combined_assessment (threat x exposure -> priority P1-P4, with the
+        findings that drove it). correlation_scope sets the SOAR case window (recent 30 days, extended 90,
+        comprehensive 365); lookback_days the SIEM window. Use pivot_ioc for budgets and filters.
         """
         indicator = parse(ioc_value, ioc_type)
-        if analysis_type == "pivot":
-            return shaped(await run_pivot(ctx, indicator, pivot_depth, None, None, None))
-        if analysis_type != "enrich":
-            raise ToolError(
-                f'analysis_type "{analysis_type}" is not available yet in ioc-workflows-mcp {__version__}; '
-                'use analysis_type="enrich" (or the enrich_ioc tool)'
+        sources = state(ctx).sources(ctx)
+        if analysis_type == "enrich":
+            result = single("enrich", await enrich(indicator, sources, lookback_days))
+        elif analysis_type == "pivot":
+            result = single("pivot", await run_pivot(ctx, indicator, pivot_depth, None, None, None))
+        elif analysis_type == "correlate":
+            result = single("correlate", await correlate(indicator, sources, correlation_scope, lookback_days))
+        else:
+            result = await run_investigate(
+                ctx, indicator, pivot_depth, correlation_scope, lookback_days, "high_risk", 2
             )
-        del pivot_depth, correlation_scope  # accepted for the runbook's signature; used by later workflows
-        return shaped(await enrich(indicator, state(ctx).sources(ctx), lookback_days))
+        return shaped(result)
+
+    async def run_investigate(
+        ctx: Context,
+        indicator: Indicator,
+        depth: int,
+        scope: str,
+        lookback_days: int,
+        pivot_if: PivotIf,
+        related_budget: int,
+    ) -> AnalysisResult:
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            await ctx.report_progress(done, total, message)
+
+        sources = state(ctx).sources(ctx)
+        return await investigate(indicator, sources, depth, scope, lookback_days, pivot_if, related_budget, progress)
+
+    @server.tool(title="Investigate an indicator: enrich, pivot, correlate", annotations=READ_ONLY)
+    async def investigate_ioc(
+        ioc_value: IocValue,
+        ctx: Context,
+        ioc_type: IocType = None,
+        pivot_depth: Annotated[int, Field(ge=1, le=3, description="Pivot depth, 1-3.")] = 2,
+        correlation_scope: CorrelationScope = "recent",
+        lookback_days: LookbackDays = 30,
+        pivot_if: Annotated[
+            PivotIf,
+            Field(description='When to pivot: "high_risk" (enrichment risk critical or high), "always", "never".'),
+        ] = "high_risk",
+        related_budget: Annotated[
+            int, Field(ge=0, le=5, description="How many significant pivot findings to correlate too (0-5).")
+        ] = 2,
+    ) -> Annotated[CallToolResult, AnalysisResult]:
+        """The whole IOC runbook in one call: enrich, pivot when the risk calls for it, correlate, merged.
+
+        1. enrich the indicator (GTI + SIEM, cross-validated);
+        2. pivot through GTI relationships when pivot_if says so: by default only when the enrichment's risk
+           is critical or high (a pivot costs many upstream calls and threat-intelligence quota);
+        3. correlate the indicator with SOAR cases (correlation_scope: recent 30 days, extended 90,
+           comprehensive 365) and SIEM alerts and events (lookback_days), and then the most significant pivot
+           findings (malicious or suspicious, nearest first), at most related_budget of them.
+        Returns enrichment, pivot (null when skipped), correlation, related_correlations, chain (what was
+        decided and why) and combined_assessment (threat level, exposure level, priority P1-P4 and the findings
+        that drove it). Answers already fetched in this session (an earlier enrich_ioc of the same indicator)
+        are reused, not fetched again. Progress notifications follow the three steps.
+        """
+        indicator = parse(ioc_value, ioc_type)
+        result = await run_investigate(
+            ctx, indicator, pivot_depth, correlation_scope, lookback_days, pivot_if, related_budget
+        )
+        return shaped(result)
 
     async def run_pivot(
         ctx: Context,
@@ -294,10 +340,6 @@ def build_server(config: Config | None = None) -> MCPServer:
         the related alerts. A failed source is a section status; the levels it feeds are then unknown.
         """
         indicator = parse(ioc_value, ioc_type)
-        result = await correlate(indicator, state(ctx).sources(ctx), correlation_scope, lookback_days)
-        return CallToolResult(
-            content=[TextContent(type="text", text=result.summary)],
-            structured_content=result.model_dump(mode="json"),
-        )
+        return shaped(await correlate(indicator, state(ctx).sources(ctx), correlation_scope, lookback_days))
 
     return server

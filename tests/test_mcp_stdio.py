@@ -57,9 +57,11 @@ async def test_tools_list_has_schemas_and_annotations(client: Client) -> None:
             assert {"gti_analysis", "siem_context", "ioc_matches", "data_mode", "indicator"} <= set(
                 schema["properties"]
             )
-        else:  # analyze_ioc answers with the chosen workflow's result: the common fields, any others allowed
-            assert schema.get("title") == "AnalyzeResult" and schema.get("additionalProperties") is True
-            assert {"workflow", "data_mode", "indicator", "summary"} <= set(schema["properties"])
+        else:  # analyze_ioc: one master shape, the sections that ran filled and the others null
+            assert schema.get("title") == "AnalysisResult" and schema.get("type") == "object"
+            assert {"analysis_type", "enrichment", "pivot", "correlation", "combined_assessment", "summary"} <= set(
+                schema["properties"]
+            )
         assert "ioc_value" in tool.input_schema["required"]
     analyze_props = tools["analyze_ioc"].input_schema["properties"]
     assert set(analyze_props) >= {
@@ -208,22 +210,31 @@ async def test_not_found_is_not_clean(client: Client) -> None:
 
 
 async def test_analyze_ioc_enrich_matches_enrich_ioc(client: Client) -> None:
-    a = await call(client, "analyze_ioc", ioc_value="login.example.net", analysis_type="enrich")
     b = await call(client, "enrich_ioc", ioc_value="login.example.net")
+    master = await call(client, "analyze_ioc", ioc_value="login.example.net", analysis_type="enrich")
+    assert (master["analysis_type"], master["pivot"], master["correlation"]) == ("enrich", None, None)
+    a = master["enrichment"]
     for key in ("gti_analysis", "siem_context", "ioc_matches"):
         for section in (a[key], b[key]):
             for call_ in section["section"]["provenance"]:
                 call_["duration_ms"] = None
+                call_["cached"] = None  # the second call is served by the session cache
         assert a[key] == b[key]
     assert a["assessment"] == b["assessment"]
 
 
-@pytest.mark.parametrize("analysis_type", ["correlate", "full"])
-async def test_analyze_ioc_other_types_not_available_yet(client: Client, analysis_type: str) -> None:
-    result = await client.call_tool("analyze_ioc", {"ioc_value": MALICIOUS_DOMAIN, "analysis_type": analysis_type})
-    assert result.is_error
-    text = " ".join(block.text for block in result.content if isinstance(block, TextContent))
-    assert "not available yet" in text and analysis_type in text
+@pytest.mark.parametrize(
+    ("analysis_type", "filled"),
+    [("correlate", {"correlation"}), ("full", {"enrichment", "pivot", "correlation", "chain", "combined_assessment"})],
+)
+async def test_analyze_ioc_correlate_and_full(client: Client, analysis_type: str, filled: set[str]) -> None:
+    data = await call(client, "analyze_ioc", ioc_value=MALICIOUS_DOMAIN, analysis_type=analysis_type)
+    assert data["analysis_type"] == analysis_type
+    sections = {"enrichment", "pivot", "correlation", "chain", "combined_assessment"}
+    assert {key for key in sections if data[key] is not None} == filled
+    if analysis_type == "full":
+        assert data["combined_assessment"]["priority"] == "P1"
+        assert data["chain"]["pivot"] == "ran"
 
 
 @pytest.mark.parametrize(

@@ -184,8 +184,10 @@ async def test_depth_2_and_3_exact_graph_benign_leaves_and_paths(client: Client)
 
 
 async def test_analyze_ioc_pivot_is_pivot_ioc(client: Client) -> None:
-    a = await call(client, "analyze_ioc", ioc_value=DOMAIN, analysis_type="pivot", pivot_depth=2)
+    master = await call(client, "analyze_ioc", ioc_value=DOMAIN, analysis_type="pivot", pivot_depth=2)
     b = await call(client, "pivot_ioc", ioc_value=DOMAIN, pivot_depth=2)
+    assert master["analysis_type"] == "pivot" and master["enrichment"] is None
+    a = master["pivot"]
     assert a["workflow"] == "pivot"
     assert a["graph"]["nodes"] == b["graph"]["nodes"] and a["graph"]["edges"] == b["graph"]["edges"]
     assert a["campaign_context"]["candidates"] == b["campaign_context"]["candidates"]
