@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
+import socket
 import sys
 from typing import Any
 
@@ -41,7 +44,8 @@ examples:
 config: --config FILE or ${CONFIG_ENV_VAR}; JSON in the MCP hosts' "mcpServers" format, upstream names
 gti, secops, soar; ${{VAR}} is expanded from the environment. See README.md.
 
-exit codes: 0 ok, 1 failed (doctor: a tool is missing or an upstream is down), 2 bad input or config."""
+exit codes: 0 ok, 1 failed (doctor: a tool is missing or an upstream is down; serve: the address cannot be
+bound), 2 bad input or config, 130 stopped by Ctrl-C."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="serve MCP (the default, over stdio)")
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument("--port", type=_port, default=8000, help="HTTP port (default 8000)")
 
     analyze = commands.add_parser(
         "analyze", parents=[common], help="run one workflow on an indicator and print the result"
@@ -164,10 +168,49 @@ def _serve(config: Config, transport: str, host: str, port: int) -> int:
 
     server = build_server(config)
     if transport == "http":
+        problem = _cannot_bind(host, port)
+        if problem:
+            print(f"ioc-workflows-mcp: cannot serve on {host}:{port}: {problem}", file=sys.stderr)
+            return EXIT_FAILED
         server.run("streamable-http", host=host, port=port)
-    else:
-        server.run()
+        return EXIT_OK
+    # The stdio transport reads stdin in a worker thread that no cancellation can interrupt, so a Ctrl-C
+    # would wait for the next line of input. Stop at once instead: the upstream servers are our children
+    # on pipes, and they exit when those pipes close.
+    def stop(signum: int, _frame: object) -> None:
+        print(f"ioc-workflows-mcp: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGINT, stop)
+    server.run()
     return EXIT_OK
+
+
+def _cannot_bind(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served (in use, not an address of this machine), or None."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"{host!r} is not a usable address ({exc.strerror})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; give 1 to 65535")
+    return value
 
 
 def _analyze(config: Config, args: argparse.Namespace) -> int:
@@ -176,12 +219,9 @@ def _analyze(config: Config, args: argparse.Namespace) -> int:
     except IndicatorError as exc:
         print(f"ioc-workflows-mcp: invalid indicator: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if config.data_mode != "live":
-        print(
-            f"ioc-workflows-mcp: DATA MODE {config.data_mode}: results come from bundled offline stand-ins "
-            "(fixtures/), not live threat intelligence.",
-            file=sys.stderr,
-        )
+    line = config.data_mode_line()
+    if line:
+        print(line, file=sys.stderr)
 
     async def run() -> Any:
         async with UpstreamPool(config) as pool:

@@ -1110,20 +1110,14 @@ def _parse(value: object, hint: TypeHint | None) -> Indicator:
 
 
 def _detect_for_hint(text: str, hint: TypeHint | None) -> _Found:
-    """Detect the type, then hold it against the hint: a hint settles ambiguity but never changes a type,
-    except that a URL hint turns a bare host into ``http://host/``."""
+    """Detect the type, then hold it against the hint: a hint settles ambiguity but never changes a type.
+    (A bare host given as a URL is a mismatch too: turning it into ``http://host/`` would query a different
+    object than the one the caller named.)"""
     found = _detect(text)
     if hint is None:
         if found.ambiguous:
             raise _ambiguous_error(found.value, found.ambiguous)
         return found
-    if hint is IndicatorType.URL and found.type is not IndicatorType.URL:
-        if found.type.family == "file":
-            raise _mismatch(text, hint, found)
-        host = f"[{found.value}]" if found.type is IndicatorType.IPV6 else found.value
-        url = _parse_url(f"http://{host}{f':{found.port}' if found.port else ''}/")
-        url.warnings = found.warnings + url.warnings + ["no scheme given; assumed `http://`"]
-        return url
     if not _hint_accepts(hint, found.type):
         raise _mismatch(text, hint, found)
     return found

@@ -136,6 +136,7 @@ class Evidence:
     gti_verdict: Verdict | None  # None when GTI failed, was skipped or does not know the indicator
     gti_verdict_source: str | None = None
     gti_engines_malicious: int = 0
+    gti_severity: str | None = None  # high, medium, low, none (gti_assessment.severity), when GTI gives one
     ioc_match_count: int = 0
     ioc_sources: int = 0
     siem_alerts: int = 0
@@ -221,7 +222,15 @@ def cross_validate(ev: Evidence) -> CrossValidation:
         verdict = "suspicious" if siem_signal else "unknown"
 
     if verdict == "malicious":
-        risk = "critical" if agreement == "corroborated" else "high"
+        # GTI's severity bounds the risk: a malicious-but-low-severity object (a test file such as EICAR, an
+        # adware sample) is not a critical incident, however many engines flag it.
+        if ev.gti_severity in ("low", "none"):
+            risk = "medium"
+            notes.append(f"GTI rates its severity {ev.gti_severity}: risk held at medium.")
+        elif agreement == "corroborated" and ev.gti_severity != "medium":
+            risk = "critical"
+        else:
+            risk = "high"
     elif verdict == "suspicious":
         risk = "medium"
     elif verdict == "clean":

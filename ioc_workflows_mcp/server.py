@@ -45,8 +45,10 @@ unavailable, degraded): a failed or skipped section means unknown, never clean."
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=True, destructive_hint=False)
 
+# `None` is accepted here so that it gets the indicator parser's own clear error ("empty or invalid IOC
+# value"), not a generic type error (shared case C13).
 IocValue = Annotated[
-    str,
+    str | None,
     Field(description="The indicator: IPv4/IPv6, domain, URL, or md5/sha1/sha256. Defanged input is accepted."),
 ]
 IocType = Annotated[
@@ -102,13 +104,9 @@ class AppState:
 
 
 def _announce(config: Config) -> None:
-    if config.data_mode != "live":
-        offline = [name for name, spec in config.upstreams.items() if "ioc_workflows_mcp.offline" in spec.args]
-        print(
-            f"ioc-workflows-mcp: DATA MODE {config.data_mode}: {', '.join(offline)} served by bundled offline "
-            "stand-ins from fixtures/, not live threat intelligence.",
-            file=sys.stderr,
-        )
+    line = config.data_mode_line()
+    if line:
+        print(line, file=sys.stderr)
 
 
 def build_server(config: Config | None = None) -> MCPServer:
@@ -131,7 +129,7 @@ def build_server(config: Config | None = None) -> MCPServer:
     def state(ctx: Context) -> AppState:
         return ctx.request_context.lifespan_context
 
-    def parse(value: str, ioc_type: str | None) -> Indicator:
+    def parse(value: str | None, ioc_type: str | None) -> Indicator:
         try:
             return Indicator.parse(value, ioc_type)
         except IndicatorError as exc:

@@ -38,13 +38,22 @@ class ConfigError(ValueError):
 
 
 class UpstreamPolicy(BaseModel):
-    """Per-upstream limits. Every field falls back to the global setting of the same name."""
+    """Per-upstream limits. Every field falls back to the global setting of the same name (see
+    :class:`Settings` for what each one means and its default)."""
 
     model_config = ConfigDict(extra="forbid")
 
     call_timeout_seconds: float | None = Field(default=None, gt=0)
     startup_timeout_seconds: float | None = Field(default=None, gt=0)
     max_concurrency: int | None = Field(default=None, ge=1, le=64)
+    max_retries: int | None = Field(default=None, ge=0, le=10)
+    retry_backoff_seconds: float | None = Field(default=None, ge=0)
+    retry_backoff_max_seconds: float | None = Field(default=None, ge=0)
+    breaker_failure_threshold: int | None = Field(default=None, ge=0)
+    breaker_reset_seconds: float | None = Field(default=None, gt=0)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+    rate_limit_max_wait_seconds: float | None = Field(default=None, ge=0)
 
 
 class CacheSettings(BaseModel):
@@ -61,6 +70,42 @@ class Settings(BaseModel):
     call_timeout_seconds: float = Field(default=30, gt=0)
     startup_timeout_seconds: float = Field(default=60, gt=0)
     max_concurrency: int = Field(default=4, ge=1, le=64)
+    # Upstream call policy (ioc_workflows_mcp/upstream/policy.py); each can be set per upstream too.
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of one call after a retryable failure: a timeout with time left, a lost "
+        "connection, an in-band 5xx-like error, a 429 that says when to retry. Never after not-found, "
+        "auth or bad-request answers. All attempts fit in call_timeout_seconds.",
+    )
+    retry_backoff_seconds: float = Field(
+        default=0.5, ge=0, description="First backoff; doubled per retry, with jitter (half fixed, half random)."
+    )
+    retry_backoff_max_seconds: float = Field(default=8, ge=0, description="Cap of one backoff.")
+    breaker_failure_threshold: int = Field(
+        default=5,
+        ge=0,
+        description="Consecutive failed calls (timeouts, lost connections, failed starts) that open the "
+        "upstream's circuit; while open its sections fail at once as unavailable. 0 turns the breaker off.",
+    )
+    breaker_reset_seconds: float = Field(
+        default=30, gt=0, description="How long the circuit stays open before one trial call (half-open)."
+    )
+    requests_per_minute: float | None = Field(
+        default=None,
+        gt=0,
+        description="Token-bucket rate limit of calls to an upstream; off (null) by default. The public "
+        "VirusTotal API allows 4: set settings.upstreams.gti.requests_per_minute to 4 with such a key.",
+    )
+    rate_limit_burst: int = Field(default=1, ge=1, description="Calls allowed back to back before the rate applies.")
+    rate_limit_max_wait_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Longest a call waits for its turn under the rate limit (or an upstream's retry-after) "
+        "before it fails as rate_limited; null means call_timeout_seconds. Raise it to let a budgeted pivot "
+        "queue behind a low limit instead of failing.",
+    )
     ioc_match_limit: int = Field(default=1000, ge=1, description="max_matches sent to get_ioc_matches.")
     udm_event_limit: int = Field(default=200, ge=1, description="max_events sent to search_udm.")
     upstream_stderr: Literal["discard", "inherit"] = "discard"
@@ -71,11 +116,13 @@ class Settings(BaseModel):
     def policy(self, upstream: str) -> UpstreamPolicy:
         """Effective limits of one upstream: its own values over the global ones."""
         own = self.upstreams.get(upstream, UpstreamPolicy())
-        return UpstreamPolicy(
-            call_timeout_seconds=own.call_timeout_seconds or self.call_timeout_seconds,
-            startup_timeout_seconds=own.startup_timeout_seconds or self.startup_timeout_seconds,
-            max_concurrency=own.max_concurrency or self.max_concurrency,
-        )
+        merged = {
+            name: getattr(self, name) if getattr(own, name) is None else getattr(own, name)
+            for name in UpstreamPolicy.model_fields
+        }
+        if merged["rate_limit_max_wait_seconds"] is None:
+            merged["rate_limit_max_wait_seconds"] = merged["call_timeout_seconds"]
+        return UpstreamPolicy(**merged)
 
 
 class UpstreamSpec(BaseModel):
@@ -110,6 +157,16 @@ class Config(BaseModel):
         description="Where the config came from: a file path, or 'built-in offline stand-ins'."
     )
     secrets: frozenset[str] = Field(default_factory=frozenset, exclude=True, repr=False)
+
+    def data_mode_line(self) -> str | None:
+        """The stderr line that says which upstreams are offline stand-ins; None when all are live."""
+        offline = [name for name, spec in self.upstreams.items() if _is_offline(spec)]
+        if not offline:
+            return None
+        return (
+            f"ioc-workflows-mcp: DATA MODE {self.data_mode}: {', '.join(offline)} served by bundled offline "
+            "stand-ins from fixtures/, not live threat intelligence."
+        )
 
     def redact(self, text: str) -> str:
         """Replace every configured secret value in ``text``."""
@@ -183,11 +240,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"config file {file} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {file} must hold a JSON object with 'mcpServers'")
-    servers = raw.get("mcpServers")
-    if not isinstance(servers, dict) or not servers:
+    servers = raw.get("mcpServers", {})
+    if not isinstance(servers, dict):
         raise ConfigError(
-            f"config file {file} needs an 'mcpServers' object naming the upstreams {', '.join(UPSTREAM_NAMES)}"
+            f"'mcpServers' in {file} must be an object naming the upstreams {', '.join(UPSTREAM_NAMES)}"
         )
+    unknown_keys = sorted(set(raw) - {"mcpServers", "settings"})
+    if unknown_keys:
+        raise ConfigError(f"unknown top-level key(s) {unknown_keys} in {file}; use 'mcpServers' and 'settings'")
     unknown = sorted(set(servers) - set(UPSTREAM_NAMES))
     if unknown:
         raise ConfigError(f"unknown upstream name(s) {unknown} in {file}; use {', '.join(UPSTREAM_NAMES)}")

@@ -127,13 +127,12 @@ def test_hint_mismatch_says_what_it_looks_like(value: str, hint: str, looks: str
     assert "ioc_type" in str(err)
 
 
-def test_url_hint_turns_bare_host_into_url() -> None:
-    ind = parse_indicator("example.com", "URL")
-    assert (ind.type, ind.value, ind.host) == (IndicatorType.URL, "http://example.com/", "example.com")
-    assert any("assumed `http://`" in w for w in ind.warnings)
-    ind = parse_indicator("198.51.100.7:8080", "url")
-    assert ind.value == "http://198.51.100.7:8080/"
-    assert parse_indicator("2001:db8::1", "url").value == "http://[2001:db8::1]/"
+def test_url_hint_never_turns_a_bare_host_into_a_url() -> None:
+    """A host given as a URL is a mismatch, like every other: `http://host/` would be a different object."""
+    for value, looks_like in (("example.com", "domain"), ("198.51.100.7:8080", "ipv4"), ("2001:db8::1", "ipv6")):
+        err = _error(value, "URL")
+        assert err.reason == "type_mismatch" and f"looks like {looks_like}" in str(err)
+    assert parse_indicator("http://example.com/", "URL").value == "http://example.com/"
 
 
 def test_hash_hint_with_bad_length() -> None:

@@ -241,6 +241,7 @@ async def test_analyze_ioc_correlate_and_full(client: Client, analysis_type: str
     ("arguments", "fragment"),
     [
         ({"ioc_value": ""}, "empty"),
+        ({"ioc_value": None}, "empty or invalid IOC value"),
         ({"ioc_value": "payload.xrat"}, "unknown TLD"),
         ({"ioc_value": "invoice.zip"}, "ambiguous"),
         ({"ioc_value": "example.com", "ioc_type": "IP Address"}, "example.com"),

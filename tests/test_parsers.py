@@ -17,6 +17,7 @@ from ioc_workflows_mcp.upstream.siem import (
     SiemTextError,
     affected_systems,
     classify_error_text,
+    event_involves,
     match_belongs_to,
     parse_entity_summary,
     parse_ioc_matches,
@@ -115,18 +116,24 @@ def test_security_alerts_json_encoded() -> None:
 
 
 def test_udm_result_and_systems() -> None:
+    target = {"target": {"hostname": "evil.example.net"}}
+    dns = {"network": {"dns": {"questions": [{"name": "EVIL.EXAMPLE.NET."}]}}}
     body = {
         "events": [
-            {"name": "e1", "udm": {"principal": {"hostname": "web-01", "ip": ["10.1.2.3"]}}},
-            {"name": "e2", "udm": {"principal": {"ip": ["10.1.2.4"]}}},
-            {"name": "e3", "udm": {"principal": {"hostname": "web-01"}}},
+            {"name": "e1", "udm": {"principal": {"hostname": "web-01", "ip": ["10.1.2.3"]}, **target}},
+            {"name": "e2", "udm": {"principal": {"ip": ["10.1.2.4"]}, **dns}},
+            {"name": "e3", "udm": {"principal": {"hostname": "web-01"}, **target}},
+            # A looser search backend may return events holding the value only as a substring: not ours.
+            {"name": "e4", "udm": {"principal": {"hostname": "wks-9"}, "target": {"hostname": "not-evil.example.net"}}},
         ],
-        "total_events": 3,
+        "total_events": 4,
         "more_data_available": False,
     }
     events = parse_udm_result(ToolOutput(False, [json.dumps(body)], body, True))
-    assert events.total == 3
-    assert affected_systems(events.events, "") == ["10.1.2.4", "web-01"]
+    assert events.total == 4
+    indicator = Indicator.parse("evil.example.net")
+    assert affected_systems(events.events, indicator) == ["10.1.2.4", "web-01"]
+    assert [event_involves(e, indicator) for e in events.events] == [True, True, True, False]
     with pytest.raises(SiemTextError):
         parse_udm_result(text("Error performing UDM search: status=403"))
 

@@ -19,6 +19,13 @@ SCHEMA_VERSION = "1.0"
 DataMode = Literal["offline-fixtures", "live", "mixed"]
 
 
+def data_mode_note(mode: str) -> str:
+    """The sentence every summary ends with unless all upstreams are live: nobody may take fixtures for intel."""
+    if mode == "mixed":
+        return "DATA MODE mixed: part of this comes from bundled offline stand-ins, not live intelligence."
+    return f"DATA MODE {mode}: bundled offline stand-in data, not live intelligence."
+
+
 class Status(StrEnum):
     """Outcome of one section of a result. Four kinds are never confused:
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -290,10 +291,38 @@ def udm_query(indicator: Indicator) -> str:
             return f"target.file.sha256 = {v} OR principal.process.file.sha256 = {v}"
 
 
-def affected_systems(events: list[dict[str, Any]], indicator_value: str) -> list[str]:
-    """Internal systems in UDM events: the principal's hostname, else its asset hostname, else its first IP."""
+def _leaves(node: Any) -> Iterator[str]:
+    """Every string value in a UDM event, however deep."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _leaves(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _leaves(value)
+
+
+def event_involves(event: dict[str, Any], indicator: Indicator, aliases: frozenset[str] = frozenset()) -> bool:
+    """Does a UDM event name the indicator as a whole field value (case-insensitive)?
+
+    A search backend may match more loosely than its query reads (a substring, a prefix); only an event
+    with a field equal to the indicator, or to one of its other hashes, counts as involving it.
+    """
+    wanted = {indicator.value.lower(), *(alias.lower() for alias in aliases)}
+    udm = event.get("udm") if isinstance(event.get("udm"), dict) else event
+    return any(leaf.strip().lower().rstrip(".") in wanted for leaf in _leaves(udm))
+
+
+def affected_systems(
+    events: list[dict[str, Any]], indicator: Indicator, aliases: frozenset[str] = frozenset()
+) -> list[str]:
+    """Internal systems in the UDM events that involve the indicator: each event's principal hostname,
+    else its asset hostname, else its first IP (never the indicator itself)."""
     systems: list[str] = []
     for event in events:
+        if not event_involves(event, indicator, aliases):
+            continue
         udm = event.get("udm") if isinstance(event.get("udm"), dict) else event
         principal = udm.get("principal") if isinstance(udm, dict) else None
         if not isinstance(principal, dict):
@@ -301,7 +330,7 @@ def affected_systems(events: list[dict[str, Any]], indicator_value: str) -> list
         asset = principal.get("asset") if isinstance(principal.get("asset"), dict) else {}
         ips = principal.get("ip") if isinstance(principal.get("ip"), list) else []
         name = principal.get("hostname") or asset.get("hostname") or (ips[0] if ips else None)
-        if isinstance(name, str) and name and name.lower() != indicator_value.lower() and name not in systems:
+        if isinstance(name, str) and name and name.lower() != indicator.value.lower() and name not in systems:
             systems.append(name)
     return sorted(systems, key=str.lower)
 

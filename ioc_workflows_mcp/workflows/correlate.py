@@ -25,7 +25,7 @@ import anyio
 
 from ioc_workflows_mcp import scoring
 from ioc_workflows_mcp.indicator import Indicator, IndicatorError
-from ioc_workflows_mcp.models import ErrorItem, SectionInfo, Status
+from ioc_workflows_mcp.models import ErrorItem, SectionInfo, Status, data_mode_note
 from ioc_workflows_mcp.models.correlate import (
     CaseCorrelations,
     CorrelateResult,
@@ -399,7 +399,7 @@ async def correlate(
         for a in siem.alerts
         if a.rule in entity_rules
     ]
-    systems = set(affected_systems(siem.events.events, indicator.value) if siem.events else [])
+    systems = set(affected_systems(siem.events.events, indicator, aliases) if siem.events else [])
     for entity in scan.entities:
         if (entity.entity_type or "").upper() == "HOSTNAME" and entity.internal:
             systems.add(entity.identifier.lower())
@@ -500,5 +500,5 @@ def _summary(result: CorrelateResult) -> str:
     if result.errors:
         parts.append("Partial result: " + "; ".join(f"{e.section} {e.status.value}" for e in result.errors) + ".")
     if result.data_mode != "live":
-        parts.append(f"DATA MODE {result.data_mode}: bundled offline stand-in data, not live intelligence.")
+        parts.append(data_mode_note(result.data_mode))
     return " ".join(parts)

@@ -30,6 +30,7 @@ from ioc_workflows_mcp.models import (
     SectionInfo,
     SiemContext,
     Status,
+    data_mode_note,
 )
 from ioc_workflows_mcp.upstream.base import CallTrace, cap_untrusted
 from ioc_workflows_mcp.upstream.gti import GtiReport
@@ -39,6 +40,7 @@ from ioc_workflows_mcp.upstream.siem import (
     IocMatchBlock,
     UdmEvents,
     affected_systems,
+    event_involves,
     match_belongs_to,
 )
 from ioc_workflows_mcp.workflows.sources import Sources
@@ -184,6 +186,7 @@ def _gti_section(indicator: Indicator, outcome: _Outcome) -> tuple[GtiAnalysis, 
         gti_verdict=verdict,
         gti_verdict_source=verdict_source,
         gti_engines_malicious=stats.malicious if stats else 0,
+        gti_severity=analysis.severity,
     )
     return analysis, evidence
 
@@ -192,7 +195,7 @@ def _null_reason(outcome: _Outcome) -> str:
     return f"{outcome.status.value}: {outcome.reason}" if outcome.reason else outcome.status.value
 
 
-def _siem_section(entity: _Outcome, udm: _Outcome) -> SiemContext:
+def _siem_section(indicator: Indicator, entity: _Outcome, udm: _Outcome, aliases: frozenset[str]) -> SiemContext:
     nulls: dict[str, str] = {}
     summary: EntitySummary | None = entity.value if entity.status is Status.OK else None
     if entity.status is not Status.OK:
@@ -216,9 +219,10 @@ def _siem_section(entity: _Outcome, udm: _Outcome) -> SiemContext:
     udm_count: int | None = None
     if udm.status is Status.OK:
         events: UdmEvents = udm.value
-        systems = affected_systems(events.events, "")
-        udm_count = events.total
-        if status is Status.NOT_FOUND and events.events:
+        involved = [event for event in events.events if event_involves(event, indicator, aliases)]
+        systems = affected_systems(involved, indicator, aliases)
+        udm_count = len(involved)
+        if status is Status.NOT_FOUND and involved:
             status, reason = Status.OK, "no entity summary, but UDM events involve the indicator"
     else:
         nulls["affected_systems"] = _null_reason(udm)
@@ -230,6 +234,9 @@ def _siem_section(entity: _Outcome, udm: _Outcome) -> SiemContext:
     if summary is not None:
         alert_count = summary.total_alerts if summary.total_alerts is not None else sum(summary.alerts.values())
         rules = sorted(summary.alerts)
+    else:
+        for name in ("entity_type", "alert_count"):
+            nulls[name] = nulls.get("first_seen") or "no entity summary"
     return SiemContext(
         first_seen=summary.first_seen if summary else None,
         last_seen=summary.last_seen if summary else None,
@@ -320,13 +327,18 @@ def _summary(indicator: Indicator, data_mode: str, result: dict[str, Any]) -> st
     else:
         parts.append(f"GTI: FAILED, {gti.section.status.value} ({gti.section.reason}); verdict unknown, not clean.")
     if siem.section.status in (Status.OK, Status.DEGRADED):
-        systems = siem.affected_systems
-        parts.append(
-            f"SIEM: seen {siem.first_seen or '?'} to {siem.last_seen or '?'}, "
-            f"{siem.event_count if siem.event_count is not None else '?'} events, "
-            f"{siem.alert_count or 0} alerts, "
-            f"{len(systems) if systems is not None else '?'} affected systems."
-        )
+        facts = []  # only what the SIEM gave; a missing fact is left out, never shown as zero
+        if siem.first_seen and siem.last_seen:
+            facts.append(f"seen {siem.first_seen} to {siem.last_seen}")
+        if siem.event_count is not None:
+            facts.append(f"{siem.event_count} events")
+        if siem.alert_count is not None:
+            facts.append(f"{siem.alert_count} alerts")
+        if siem.affected_systems is not None:
+            facts.append(f"{len(siem.affected_systems)} affected systems")
+        if siem.first_seen is None and siem.udm_event_count:
+            facts.append(f"{siem.udm_event_count} UDM events involve it (no entity summary)")
+        parts.append("SIEM: " + (", ".join(facts) or "no details") + ".")
     elif siem.section.status is Status.NOT_FOUND:
         parts.append("SIEM: no entity in the window.")
     else:
@@ -336,7 +348,7 @@ def _summary(indicator: Indicator, data_mode: str, result: dict[str, Any]) -> st
     else:
         parts.append(f"IOC matches: FAILED, {iocs.section.status.value}.")
     if data_mode != "live":
-        parts.append(f"DATA MODE {data_mode}: bundled offline stand-in data, not live intelligence.")
+        parts.append(data_mode_note(data_mode))
     return " ".join(parts)
 
 
@@ -377,8 +389,9 @@ async def enrich(indicator: Indicator, sources: Sources, lookback_days: int = 30
             reason=f"skipped: {indicator.ti_skip_reason or 'policy'}; no external threat intelligence was asked",
         )
     gti, evidence = _gti_section(indicator, gti_outcome)
-    siem = _siem_section(entity, udm)
-    matches = _ioc_section(indicator, iocs, settings.ioc_match_limit, _file_aliases(gti_outcome))
+    aliases = _file_aliases(gti_outcome)
+    siem = _siem_section(indicator, entity, udm, aliases)
+    matches = _ioc_section(indicator, iocs, settings.ioc_match_limit, aliases)
     _provenance(trace, gti, siem, matches)
 
     evidence.ioc_match_count = matches.match_count or 0
@@ -462,5 +475,5 @@ def _findings(
     if indicator.known_benign:
         text = f"known benign or shared infrastructure: {indicator.known_benign}"
         findings.append(_finding(text, "benign_list", "bundled benign list (ioc_workflows_mcp/data/README.md)"))
-    findings.append(Finding(finding=f"overall verdict, {overall.level} confidence", confidence=overall))
+    findings.append(Finding(finding=f"overall verdict ({overall.level} confidence)", confidence=overall))
     return findings

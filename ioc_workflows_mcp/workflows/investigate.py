@@ -19,7 +19,7 @@ import anyio
 
 from ioc_workflows_mcp import scoring
 from ioc_workflows_mcp.indicator import Indicator, IndicatorError
-from ioc_workflows_mcp.models import EnrichResult, ErrorItem
+from ioc_workflows_mcp.models import EnrichResult, ErrorItem, data_mode_note
 from ioc_workflows_mcp.models.correlate import CorrelateResult
 from ioc_workflows_mcp.models.investigate import (
     AnalysisResult,
@@ -232,8 +232,10 @@ def _summary(result: AnalysisResult) -> str:
     ]
     if result.enrichment:
         verdict = result.enrichment.assessment
-        parts.append(f"Enrich: verdict {verdict.verdict}, risk {verdict.risk_level} ({verdict.agreement}, "
-                     f"{verdict.confidence.level} confidence).")
+        parts.append(
+            f"Enrich: verdict {verdict.verdict}, risk {verdict.risk_level} ({verdict.agreement}, "
+            f"{verdict.confidence.level} confidence)."
+        )
     parts.append(f"Pivot {chain.pivot}: {chain.pivot_reason}.")
     if result.pivot:
         context = result.pivot.campaign_context
@@ -250,5 +252,5 @@ def _summary(result: AnalysisResult) -> str:
     if result.errors:
         parts.append("Partial: " + "; ".join(f"{e.section} {e.status.value}" for e in result.errors[:5]) + ".")
     if result.data_mode != "live":
-        parts.append(f"DATA MODE {result.data_mode}: bundled offline stand-in data, not live intelligence.")
+        parts.append(data_mode_note(result.data_mode))
     return " ".join(parts)

@@ -33,7 +33,7 @@ import anyio
 
 from ioc_workflows_mcp import scoring
 from ioc_workflows_mcp.indicator import Indicator, IndicatorError
-from ioc_workflows_mcp.models import Confidence, ErrorItem, SectionInfo, Status
+from ioc_workflows_mcp.models import Confidence, ErrorItem, SectionInfo, Status, data_mode_note
 from ioc_workflows_mcp.models.pivot import (
     AttributionCandidate,
     BudgetUsage,
@@ -704,7 +704,7 @@ def _summary(result: dict[str, Any]) -> str:
     if result["status_note"]:
         parts.append(result["status_note"])
     if result["data_mode"] != "live":
-        parts.append(f"DATA MODE {result['data_mode']}: bundled offline stand-in data, not live intelligence.")
+        parts.append(data_mode_note(result["data_mode"]))
     return " ".join(parts)
 
 
