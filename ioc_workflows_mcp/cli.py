@@ -25,7 +25,7 @@ from ioc_workflows_mcp.workflows.pivot import PivotArgumentError, pivot
 from ioc_workflows_mcp.workflows.sources import Sources
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-WORKFLOWS = ("enrich", "pivot", "correlate", "investigate")
+WORKFLOWS = ("enrich", "pivot", "correlate", "investigate", "full")
 
 DESCRIPTION = f"""\
 ioc-workflows-mcp {__version__}: deterministic IOC enrich / pivot / correlate workflows as one MCP server,
@@ -72,7 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("value", metavar="VALUE", help="the indicator (defanged forms accepted)")
     analyze.add_argument("--type", dest="ioc_type", metavar="T", help='indicator type, e.g. "Domain", ip, sha256')
-    analyze.add_argument("--workflow", choices=WORKFLOWS, default="enrich")
+    analyze.add_argument(
+        "--workflow",
+        choices=WORKFLOWS,
+        default="enrich",
+        help='enrich (default), pivot, correlate, or investigate: the whole chain (analyze_ioc\'s "full"; '
+        "--workflow full works too)",
+    )
     analyze.add_argument(
         "--depth", type=int, default=None, choices=[1, 2, 3], help="pivot depth (default: pivot 1, investigate 2)"
     )
@@ -174,6 +180,7 @@ def _serve(config: Config, transport: str, host: str, port: int) -> int:
             return EXIT_FAILED
         server.run("streamable-http", host=host, port=port)
         return EXIT_OK
+
     # The stdio transport reads stdin in a worker thread that no cancellation can interrupt, so a Ctrl-C
     # would wait for the next line of input. Stop at once instead: the upstream servers are our children
     # on pipes, and they exit when those pipes close.

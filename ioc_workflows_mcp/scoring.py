@@ -67,9 +67,7 @@ def gti_verdict(attributes: dict[str, Any]) -> tuple[Verdict, str]:
     above. A found object with no opinion either way is ``clean``: found and nobody calls it bad.
     """
     assessment = attributes.get("gti_assessment")
-    verdict = (
-        _GTI_VERDICTS.get(str(_value(assessment.get("verdict")))) if isinstance(assessment, dict) else None
-    )
+    verdict = _GTI_VERDICTS.get(str(_value(assessment.get("verdict")))) if isinstance(assessment, dict) else None
     if verdict:
         return verdict, "gti_assessment.verdict"
     stats = EngineStats.from_attributes(attributes)
@@ -264,8 +262,14 @@ def finding_confidence(kind: str) -> tuple[Literal["high", "medium", "low", "non
 # --- correlate ---------------------------------------------------------------------------------------
 
 # SOAR priorities, lowest to highest (secops-soar-mcp change_case_priority values).
-PRIORITY_RANK = {"PriorityUnspecified": 0, "PriorityInfo": 1, "PriorityLow": 2, "PriorityMedium": 3,
-                 "PriorityHigh": 4, "PriorityCritical": 5}
+PRIORITY_RANK = {
+    "PriorityUnspecified": 0,
+    "PriorityInfo": 1,
+    "PriorityLow": 2,
+    "PriorityMedium": 3,
+    "PriorityHigh": 4,
+    "PriorityCritical": 5,
+}
 # More systems than this is a spread, not an incident on one host (exposure "high").
 WIDE_SPREAD_SYSTEMS = 3
 # Related cases in one window that make a recurrence: 2 is a repeat, 3 or more is a pattern.
@@ -343,8 +347,15 @@ def correlation_risk(
         impact: CorrelationLevel = "unknown"
     else:
         count = len(cases)
-        recurrence = ("high" if count >= RECURRENCE_PATTERN else "medium" if count >= RECURRENCE_REPEAT
-                      else "low" if count == 1 else "none")
+        recurrence = (
+            "high"
+            if count >= RECURRENCE_PATTERN
+            else "medium"
+            if count >= RECURRENCE_REPEAT
+            else "low"
+            if count == 1
+            else "none"
+        )
         if count:
             reasons.append(f"{count} related case(s) in the window: recurrence {recurrence}")
         top = max((PRIORITY_RANK.get(p or "", 0) for _, p in cases), default=-1)
@@ -354,7 +365,10 @@ def correlation_risk(
         else:
             step = min(len(levels) - 1, top + (1 if wide else 0))
             impact = levels[step]
-            reasons.append(f"highest case priority rank {top}{' raised for wide spread' if wide else ''}")
+            name = next(key for key, rank in PRIORITY_RANK.items() if rank == top)
+            reasons.append(
+                f"highest related case priority {name}{', raised one step for the wide spread' if wide else ''}"
+            )
     return CorrelationRisk(exposure, recurrence, impact, reasons)
 
 
@@ -539,9 +553,7 @@ class CombinedVerdict:
     drivers: list[str]
 
 
-def combined_priority(
-    risk_level: str, attribution: tuple[str, str] | None, exposures: list[str]
-) -> CombinedVerdict:
+def combined_priority(risk_level: str, attribution: tuple[str, str] | None, exposures: list[str]) -> CombinedVerdict:
     """Threat x exposure -> priority.
 
     * threat = the enrichment's risk level, raised to at least "high" when the pivot attributes the

@@ -236,7 +236,14 @@ def test_chronicle_403_fails_both_siem_sections_gti_intact(shared: SharedPool, f
     assert siem["reason"] == f"{REFUSED}Error looking up entity (summarizeEntitiesFromQuery): {DENIED}"
     assert iocs["reason"] == f"{REFUSED}Error retrieving IoC matches (legacySearchEnterpriseWideIoCs): {DENIED}"
     assert result["siem_context"]["first_seen"] is None and result["ioc_matches"]["match_count"] is None
-    assert set(siem["null_fields"]) == {"first_seen", "last_seen", "event_count", "affected_systems"}
+    assert set(siem["null_fields"]) == {
+        "first_seen",
+        "last_seen",
+        "event_count",
+        "affected_systems",
+        "entity_type",
+        "alert_count",
+    }
     assert _error_sections(result) == {"siem_context": "unavailable", "ioc_matches": "unavailable"}
     assert "SIEM: FAILED, unavailable (Chronicle refused access (HTTP 403 PERMISSION_DENIED)" in result["summary"]
     assert result["assessment"]["agreement"] == "ti_only"
