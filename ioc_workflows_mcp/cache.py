@@ -95,7 +95,9 @@ class SessionCache:
         timer: Callable[[], float] = time.monotonic,
     ):
         self._ttl = {"found": ttl_seconds, "not_found": not_found_ttl_seconds}
-        self._data: TLRUCache[Hashable, tuple[Any, float]] | None = (
+        self._timer = timer
+        # entries are (value, ttl, stored at)
+        self._data: TLRUCache[Hashable, tuple[Any, float, float]] | None = (
             TLRUCache(maxsize=max_entries, ttu=lambda _key, value, now: now + value[1], timer=timer)
             if max_entries
             else None
@@ -104,18 +106,23 @@ class SessionCache:
         self.misses = 0
 
     def get(self, key: Hashable) -> Any | None:
+        found = self.lookup(key)
+        return None if found is None else found[0]
+
+    def lookup(self, key: Hashable) -> tuple[Any, float] | None:
+        """``(value, age in seconds)`` of a live entry, or None."""
         entry = self._data.get(key) if self._data is not None else None
         if entry is None:
             self.misses += 1
             return None
         self.hits += 1
-        return entry[0]
+        return entry[0], self._timer() - entry[2]
 
     def put(self, key: Hashable, value: Any, kind: str | None) -> None:
         """Keep ``value`` under ``key`` for the TTL of ``kind`` ("found", "not_found"); None keeps nothing."""
         ttl = self._ttl.get(kind or "", 0)
         if self._data is not None and ttl > 0:
-            self._data[key] = (value, ttl)
+            self._data[key] = (value, ttl, self._timer())
 
     def __len__(self) -> int:
         return len(self._data) if self._data is not None else 0

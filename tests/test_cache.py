@@ -36,6 +36,8 @@ def test_ttl_by_kind_and_failures_never_kept() -> None:
     cache.put("nf", "B", "not_found")
     cache.put("failed", "C", None)
     assert (cache.get("found"), cache.get("nf"), cache.get("failed")) == ("A", "B", None)
+    clock.now += 30
+    assert cache.lookup("found") == ("A", 30.0)
     clock.now += 121
     assert cache.get("nf") is None and cache.get("found") == "A"
     clock.now += 800
@@ -78,9 +80,13 @@ async def test_repeated_enrich_in_one_session_makes_no_upstream_call(pool: Upstr
     assert _upstream_calls(pool) - before == made, "the repeat must be served from the session cache"
     calls = [p for s in (second.gti_analysis, second.siem_context, second.ioc_matches) for p in s.section.provenance]
     assert calls and all(p.cached and p.duration_ms is None for p in calls)
-    assert second.model_dump(exclude={"gti_analysis", "siem_context", "ioc_matches"}) == first.model_dump(
-        exclude={"gti_analysis", "siem_context", "ioc_matches"}
-    )
+    assert all(p.cache_age_seconds is not None and 0 <= p.cache_age_seconds < 60 for p in calls)
+    firsts = [p for s in (first.gti_analysis, first.siem_context, first.ioc_matches) for p in s.section.provenance]
+    assert all(not p.cached and p.cache_age_seconds is None for p in firsts)
+    sections = {"gti_analysis", "siem_context", "ioc_matches", "summary"}
+    assert second.model_dump(exclude=sections) == first.model_dump(exclude=sections)
+    assert "All upstream answers from this session's cache" in second.summary
+    assert "session's cache" not in first.summary
     assert second.gti_analysis.reputation_score == first.gti_analysis.reputation_score
 
 

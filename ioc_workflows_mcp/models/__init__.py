@@ -58,7 +58,12 @@ class Provenance(BaseModel):
     arguments: dict[str, Any] = Field(description="Arguments sent (never secrets).")
     outcome: str = Field(description="ok, or the failure kind of this call.")
     duration_ms: float | None = Field(default=None, description="Wall time of the call; null when cached.")
-    cached: bool = Field(default=False, description="True when served from the session cache.")
+    cached: bool = Field(
+        default=False, description="True when served from the session cache or by an identical call in flight."
+    )
+    cache_age_seconds: float | None = Field(
+        default=None, description="How old the cached answer was when it was used (session cache hits only)."
+    )
 
 
 class SectionInfo(BaseModel):
@@ -86,16 +91,10 @@ class IndicatorInfo(BaseModel):
     port: int | None = None
     host: str | None = Field(default=None, description="For URLs: the host part.")
     host_type: str | None = None
-    flags: list[str] = Field(
-        default_factory=list, description="Policy flags: private, documentation, known benign..."
-    )
+    flags: list[str] = Field(default_factory=list, description="Policy flags: private, documentation, known benign...")
     warnings: list[str] = Field(default_factory=list)
-    external_ti_allowed: bool = Field(
-        description="False when policy keeps this indicator from external threat intel."
-    )
-    known_benign: str | None = Field(
-        default=None, description="Why it is on the bundled benign list, if it is."
-    )
+    external_ti_allowed: bool = Field(description="False when policy keeps this indicator from external threat intel.")
+    known_benign: str | None = Field(default=None, description="Why it is on the bundled benign list, if it is.")
 
 
 class GtiAnalysis(BaseModel):
@@ -145,9 +144,7 @@ class SiemContext(BaseModel):
     entity_type: str | None = Field(default=None, description="Chronicle entity type of the primary entity.")
     alert_count: int | None = Field(default=None, description="Alerts on the entity in the window.")
     alert_rules: list[str] = Field(default_factory=list, description="Rules that raised those alerts.")
-    udm_event_count: int | None = Field(
-        default=None, description="UDM events returned by the indicator search."
-    )
+    udm_event_count: int | None = Field(default=None, description="UDM events returned by the indicator search.")
     section: SectionInfo
 
 
@@ -163,9 +160,7 @@ class IocMatches(BaseModel):
     match_count: int | None = Field(description="Matches of this indicator in the window.")
     recent_matches: list[IocMatch] = Field(description="The matches, as the SIEM lists them.")
     match_types: list[str] = Field(description="Distinct artifact types among the matches.")
-    sources: list[str] = Field(
-        default_factory=list, description="Distinct intelligence sources among the matches."
-    )
+    sources: list[str] = Field(default_factory=list, description="Distinct intelligence sources among the matches.")
     possibly_truncated: bool = Field(
         default=False, description="True when the SIEM returned as many matches as we asked for."
     )

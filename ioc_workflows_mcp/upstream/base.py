@@ -94,10 +94,19 @@ class Facade:
     async def _call(self, trace: CallTrace, tool: str, arguments: dict[str, Any]) -> ToolOutput:
         key = call_key(self.upstream, tool, arguments)
         if self.cache is not None:
-            cached = self.cache.get(key)
-            if cached is not None:
-                trace.calls.append(Provenance(upstream=self.upstream, tool=tool, arguments=arguments,
-                                              outcome="ok", cached=True))
+            hit = self.cache.lookup(key)
+            if hit is not None:
+                cached, age = hit
+                trace.calls.append(
+                    Provenance(
+                        upstream=self.upstream,
+                        tool=tool,
+                        arguments=arguments,
+                        outcome="ok",
+                        cached=True,
+                        cache_age_seconds=round(age, 1),
+                    )
+                )
                 return cached
         started = time.perf_counter()
         try:

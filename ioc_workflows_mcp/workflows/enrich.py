@@ -307,6 +307,15 @@ def _provenance(trace: CallTrace, gti: GtiAnalysis, siem: SiemContext, iocs: Ioc
             siem.section.provenance.append(call)
 
 
+def _cache_note(trace: CallTrace) -> str:
+    """Say so when answers came from this session's cache (their ages are in each section's provenance)."""
+    hits = sum(1 for call in trace.calls if call.cache_age_seconds is not None)
+    if not hits:
+        return ""
+    share = "All" if hits == len(trace.calls) else f"{hits} of {len(trace.calls)}"
+    return f" {share} upstream answers from this session's cache."
+
+
 def _summary(indicator: Indicator, data_mode: str, result: dict[str, Any]) -> str:
     gti: GtiAnalysis = result["gti_analysis"]
     siem: SiemContext = result["siem_context"]
@@ -442,7 +451,7 @@ async def enrich(indicator: Indicator, sources: Sources, lookback_days: int = 30
         assessment=assessment,
         findings=findings,
         errors=errors,
-        summary=_summary(indicator, sources.data_mode, parts),
+        summary=_summary(indicator, sources.data_mode, parts) + _cache_note(trace),
     )
 
 
