@@ -12,9 +12,10 @@ Level = Literal["critical", "high", "medium", "low", "none", "unknown"]
 
 
 class MatchReason(BaseModel):
-    how: Literal["entity", "url_host_entity", "text_mention", "text_mention_defanged"] = Field(
+    how: Literal["entity", "url_host_entity", "url_on_domain_entity", "text_mention", "text_mention_defanged"] = Field(
         description="entity: a case entity equals the indicator; url_host_entity: it equals the URL's host; "
-        "text_mention(_defanged): the case title or description names it (refanged first)."
+        "url_on_domain_entity: a URL entity is on the domain; text_mention(_defanged): the case title or "
+        "description names it (refanged first)."
     )
     detail: str = Field(description="The entity identifier or the text fragment that matched (untrusted).")
 

@@ -100,24 +100,33 @@ class EntityMatcher:
         self.indicator = indicator
         self.values = {indicator.value.lower(), *(alias.lower() for alias in aliases)}
         self.host = indicator.host.lower() if indicator.family == "url" and indicator.host else None
-        self._seen: dict[str, str | None] = {}
+        self.domain = indicator.value.lower() if indicator.family == "domain" else None
+        self._seen: dict[str, tuple[str, str | None] | None] = {}
 
-    def _normalized(self, identifier: str) -> str | None:
+    def _normalized(self, identifier: str) -> tuple[str, str | None] | None:
+        """(normalized value, host if it is a URL), parsed once per identifier."""
         if identifier not in self._seen:
             try:
-                self._seen[identifier] = Indicator.parse(identifier).value.lower()
+                parsed = Indicator.parse(identifier)
             except IndicatorError:
                 self._seen[identifier] = None
+            else:
+                host = parsed.host.lower() if parsed.family == "url" and parsed.host else None
+                self._seen[identifier] = (parsed.value.lower(), host)
         return self._seen[identifier]
 
     def match(self, entity: SoarEntity) -> MatchReason | None:
         normalized = self._normalized(entity.identifier)
         if normalized is None:
             return None
-        if normalized in self.values:
-            return MatchReason(how="entity", detail=f"{entity.entity_type or 'entity'} {entity.identifier}")
-        if self.host and normalized == self.host:
-            return MatchReason(how="url_host_entity", detail=f"{entity.entity_type or 'entity'} {entity.identifier}")
+        value, url_host = normalized
+        detail = f"{entity.entity_type or 'entity'} {entity.identifier}"
+        if value in self.values:
+            return MatchReason(how="entity", detail=detail)
+        if self.host and value == self.host:
+            return MatchReason(how="url_host_entity", detail=detail)
+        if self.domain and url_host == self.domain:
+            return MatchReason(how="url_on_domain_entity", detail=detail)
         return None
 
 
@@ -297,6 +306,22 @@ def _event_patterns(events: UdmEvents | None) -> list[str]:
     return sorted(found)
 
 
+async def file_aliases(indicator: Indicator, sources: Sources, trace: CallTrace) -> frozenset[str]:
+    """A file's other hashes from its GTI report (one call, usually already in the session cache), so a
+    case that records the md5 matches a sha256 indicator. Empty for other types, when policy keeps the
+    indicator from threat intelligence, or when GTI cannot say."""
+    if indicator.family != "file" or not indicator.external_ti_allowed:
+        return frozenset()
+    try:
+        status, report, _ = await sources.gti.report(indicator, trace)
+    except UpstreamFailure:
+        return frozenset()
+    if status is not Status.OK or report is None:
+        return frozenset()
+    hashes = (report.attributes.get(key) for key in ("md5", "sha1", "sha256"))
+    return frozenset(value.lower() for value in hashes if isinstance(value, str) and value) - {indicator.value}
+
+
 async def correlate(
     indicator: Indicator,
     sources: Sources,
@@ -317,7 +342,8 @@ async def correlate(
 
     async def run_cases() -> None:
         nonlocal scan
-        scan = await _scan_cases(indicator, sources, window_start, trace, aliases, narrow)
+        hashes = aliases or await file_aliases(indicator, sources, trace)
+        scan = await _scan_cases(indicator, sources, window_start, trace, hashes, narrow)
 
     async def run_siem() -> None:
         nonlocal siem
@@ -328,7 +354,8 @@ async def correlate(
         tg.start_soon(run_siem)
 
     errors: list[ErrorItem] = []
-    soar_calls = aggregate([call for call in trace.calls if call.upstream == "soar"])
+    # The case section's provenance: the SOAR calls, and the GTI report that gave a file's other hashes.
+    soar_calls = aggregate([call for call in trace.calls if call.upstream in ("soar", "gti")])
     siem_calls = aggregate([call for call in trace.calls if call.upstream == "secops"])
 
     # Cases.
