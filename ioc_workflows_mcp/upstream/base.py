@@ -38,11 +38,17 @@ class CallTrace:
         return entry
 
 
+def ordered(calls: list[Provenance]) -> list[Provenance]:
+    """Calls in a stable order (upstream, tool, arguments): concurrent calls finish in any order, and the
+    same analysis must give the same result."""
+    return sorted(calls, key=lambda c: (c.upstream, c.tool, json.dumps(c.arguments, sort_keys=True, default=str)))
+
+
 def aggregate(calls: list[Provenance], keep: int = 3) -> list[Provenance]:
     """Provenance that stays readable: a tool called more than ``keep`` times becomes one entry with the
     call count, one call's arguments as an example, the outcomes and the summed duration."""
     groups: dict[tuple[str, str], list[Provenance]] = {}
-    for call in calls:
+    for call in ordered(calls):
         groups.setdefault((call.upstream, call.tool), []).append(call)
     out: list[Provenance] = []
     for (upstream, tool), group in groups.items():

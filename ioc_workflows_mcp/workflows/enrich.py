@@ -32,7 +32,7 @@ from ioc_workflows_mcp.models import (
     Status,
     data_mode_note,
 )
-from ioc_workflows_mcp.upstream.base import CallTrace, cap_untrusted
+from ioc_workflows_mcp.upstream.base import CallTrace, cap_untrusted, ordered
 from ioc_workflows_mcp.upstream.gti import GtiReport
 from ioc_workflows_mcp.upstream.pool import UpstreamFailure
 from ioc_workflows_mcp.upstream.siem import (
@@ -298,7 +298,7 @@ def _ioc_section(indicator: Indicator, outcome: _Outcome, limit: int, aliases: f
 
 
 def _provenance(trace: CallTrace, gti: GtiAnalysis, siem: SiemContext, iocs: IocMatches) -> None:
-    for call in trace.calls:
+    for call in ordered(trace.calls):
         if call.upstream == "gti":
             gti.section.provenance.append(call)
         elif call.tool == "get_ioc_matches":

@@ -51,7 +51,7 @@ from ioc_workflows_mcp.models.pivot import (
     RelationshipSet,
     TimelineSpan,
 )
-from ioc_workflows_mcp.upstream.base import CallTrace
+from ioc_workflows_mcp.upstream.base import CallTrace, ordered
 from ioc_workflows_mcp.upstream.gti import (
     ALLOWED_RELATIONSHIPS,
     COLLECTION_REPORT_TOOL,
@@ -828,7 +828,7 @@ def _assemble(
                 not_expanded_reason=None if node.expanded else node.reason,
             )
         )
-    root_calls = list(run.trace.calls[: run.root_calls or len(run.trace.calls)])
+    root_calls = ordered(run.trace.calls[: run.root_calls or len(run.trace.calls)])
     if root_status is not None:
         direct_info = SectionInfo(status=root_status, reason=root_reason, provenance=root_calls)
     elif root_sets and len(failed_root) == len(root_sets):
@@ -950,7 +950,7 @@ def _assemble(
                 else "the data supports no attribution: no collection is associated with any entity reached"
             ),
             null_fields=nulls,
-            provenance=association_calls + collection_calls,
+            provenance=ordered(association_calls + collection_calls),
         )
 
     failed_sets = [s for s in graph.sets if s.status != "ok"]
@@ -1033,7 +1033,7 @@ def _assemble(
             nodes=[_node_model(n) for n in nodes],
             edges=list(graph.edges.values()),
             relationship_sets=graph.sets,
-            section=SectionInfo(status=graph_status, reason=graph_reason, provenance=list(run.trace.calls)),
+            section=SectionInfo(status=graph_status, reason=graph_reason, provenance=ordered(run.trace.calls)),
         ),
         budget=usage,
         possibly_truncated=truncated,
