@@ -161,6 +161,9 @@ class GtiFacade(Facade):
         if tool in REPORT_TOOL_NAMES:
             status, _, _ = parse_report_output(output)
             return {Status.OK: "found", Status.NOT_FOUND: "not_found"}.get(status)
+        if not output.is_error and output.has_structured and output.structured == []:
+            # An empty relationship list is an answer (zero content blocks, structuredContent {"result": []}).
+            return "not_found"
         return super().result_kind(tool, output)
 
     async def report(self, indicator: Indicator, trace: CallTrace) -> tuple[Status, GtiReport | None, str | None]:
