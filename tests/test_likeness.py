@@ -77,6 +77,8 @@ DOMAINS = [
     "example.com",  # 5: benign, 5,000 synthetic communicating_files
     "intranet-sync.example.org",  # 10: VT 404, SIEM only
     "docs.example.org",  # 11: undetected
+    "relay.secure-update.example.org",  # 1c: second-stage relay, malicious (depth 2/3 of a pivot)
+    "share.example.org",  # 1d: undetected file-sharing hub, 250 synthetic communicating_files
 ]
 IPS = [
     "8.8.8.8",  # 4: benign hub
@@ -89,6 +91,7 @@ IPS = [
 URLS = [
     "https://login.example.net/reset",  # 2
     "http://secure-update.example.net/payload.bin",  # 1b
+    "https://relay.secure-update.example.org/api/v2/sync",  # 1c: relay URL
 ]
 DROPPER = {
     "sha256": "4d0eddad473d78894f64716c845d7550eaf3965545554d06b394cd49a295aed2",
@@ -110,15 +113,22 @@ EMPTY_FILE = {
     "md5": "d41d8cd98f00b204e9800998ecf8427e",
     "sha1": "da39a3ee5e6b4b0d3255bfef95601890afd80709",
 }
+IMPLANT = {  # 1c: the relay implant
+    "sha256": "767fde2de1d2e4c31f65343d56df373d9a6489de5d2fecdd928781ba19c2a85b",
+    "md5": "5a8005d475e15451b6ade0a9a181f4cf",
+    "sha1": "a7dcb9203a6d0d5ef27e1dd300e5494902ea8b32",
+}
 NOT_FOUND_HASH = "81da1ea06029cd50d08146bd26e61103fefa790ceb407e5983bae69f7e5ced82"  # 6: 404 everywhere
-HASHES = [h for file in (DROPPER, PAYLOAD, EICAR, EMPTY_FILE) for h in file.values()] + [NOT_FOUND_HASH]
+HASHES = [h for file in (DROPPER, PAYLOAD, EICAR, EMPTY_FILE, IMPLANT) for h in file.values()] + [NOT_FOUND_HASH]
 # relationship calls: every file in its sha256 form, plus the md5 and sha1 aliases of the dropper
 RELATED_HASHES = [DROPPER["sha256"], DROPPER["md5"], DROPPER["sha1"], PAYLOAD["sha256"], EICAR["sha256"]]
+RELATED_HASHES += [IMPLANT["sha256"]]
 RELATED_HASHES += [EMPTY_FILE["md5"], NOT_FOUND_HASH]
 COLLECTIONS = [
     "malware--5e0b7c1a-3f2d-5a4e-9c81-0000000000a1",
     "threat-actor--5e0b7c1a-3f2d-5a4e-9c81-0000000000a2",
     "campaign--5e0b7c1a-3f2d-5a4e-9c81-0000000000a3",
+    "campaign--5e0b7c1a-3f2d-5a4e-9c81-0000000000a4",
     "malware--00000000-0000-5000-8000-00000000dead",  # not recorded: 404
 ]
 INDICATORS = DOMAINS + IPS + URLS + HASHES

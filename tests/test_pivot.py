@@ -1,12 +1,25 @@
 """The pivot workflow: through an MCP client over stdio (the installed console script, as a host runs it),
 and in process for what needs a fault injected or the backend's request log, plus the pure parts.
 
-Expected counts are the ones fixtures/ implies for secure-update.example.net (fixtures/README.md, row 1):
-resolutions 14 over 2 pages (203.0.113.66, 198.51.100.7, the CDN 104.18.32.7, 11 x 192.0.2.x), 3
-communicating files + 1 downloaded, 3 URLs, 100 subdomains (20 kept at the default limit), associations to
-3 collections: 45 nodes and 44 edges at depth 1. At depth 2 the dropper, the payload and the payload URL
-are expanded, adding example.com and 8.8.8.8 (47 nodes, 57 edges); nothing in the fixtures goes further,
-so depth 3 is the depth-2 graph.
+Expected counts are the ones fixtures/ implies for secure-update.example.net (fixtures/README.md, rows 1-1d):
+
+* depth 1: resolutions 14 over 2 pages (203.0.113.66, 198.51.100.7, the CDN 104.18.32.7, 11 x 192.0.2.x),
+  3 communicating files + 1 downloaded, 3 URLs, 100 subdomains (20 kept at the default limit),
+  associations to 3 collections: 45 nodes, 44 edges.
+* depth 2: the dropper, the payload and the payload URL are expanded (10 entities vetted: the per-level
+  cap). They add example.com (GTI benign) and 8.8.8.8 (known benign), and three entities that depth 3
+  expands: the second-stage relay domain relay.secure-update.example.org (malicious; contacted by the
+  dropper and the payload), its relay URL (malicious) and share.example.org (an undetected file-sharing
+  site): 50 nodes, 63 edges. The dropper and the payload are associated with the first campaign too.
+* depth 3: the three are expanded. The relay domain resolves to 198.51.100.23 (new, a documentation-range
+  policy leaf, also the relay URL's serving IP) and to the CDN 104.18.32.7 (shared infrastructure: now
+  reached from two malicious domains, still a leaf), communicates with the implant relay_agent.dll (new,
+  malicious, at the depth limit) and is associated with a second campaign, Operation Quiet Relay, as is
+  the relay URL. share.example.org is a hub: its communicating_files list fills the limit (20 of 250) on
+  a non-malicious source, so the 20 files are hub leaves; it also resolves to 192.0.2.80: 74 nodes, 96 edges.
+* attribution at depth 3: EXAMPLEBEACON 4 paths, TA-EXAMPLE-07 3, Fake Software Update Campaign 2025 3
+  (the indicator, the dropper, the payload), Operation Quiet Relay 2 (the relay domain and URL): the
+  better-supported campaign is chosen, both are candidates.
 """
 
 from __future__ import annotations
@@ -44,6 +57,13 @@ PAYLOAD_URL_ID = "74d5804bcf513397aa9e71849f4857361374a47b307996a381085ac537e845
 MALWARE = "malware--5e0b7c1a-3f2d-5a4e-9c81-0000000000a1"
 ACTOR = "threat-actor--5e0b7c1a-3f2d-5a4e-9c81-0000000000a2"
 CAMPAIGN = "campaign--5e0b7c1a-3f2d-5a4e-9c81-0000000000a3"
+CAMPAIGN2 = "campaign--5e0b7c1a-3f2d-5a4e-9c81-0000000000a4"
+STAGE2 = "relay.secure-update.example.org"
+RELAY_URL_ID = "49b1135ed3b60971f7b385af56ad1823a0fd34656756e20c541badd39586abbe"
+HUB = "share.example.org"
+IMPLANT = "767fde2de1d2e4c31f65343d56df373d9a6489de5d2fecdd928781ba19c2a85b"
+CDN = "104.18.32.7"
+HUB_REASON = f"reached only through a hub: {HUB} communicating_files returned 20 items"
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +168,18 @@ async def test_depth_1_exact_graph_and_attribution(client: Client) -> None:
     assert data["errors"] == []
 
 
-async def test_depth_2_and_3_exact_graph_benign_leaves_and_paths(client: Client) -> None:
+def sources_of(data: dict[str, Any], target: str) -> dict[str, set[str]]:
+    """source -> relationship names of the edges into ``target``."""
+    out: dict[str, set[str]] = {}
+    for edge in data["graph"]["edges"]:
+        if edge["target"] == target:
+            out.setdefault(edge["source"], set()).add(edge["relationship"])
+    return out
+
+
+async def test_depth_2_exact_graph_benign_leaves_and_paths(client: Client) -> None:
     two = await call(client, "pivot_ioc", ioc_value=DOMAIN, pivot_depth=2)
-    assert (len(two["graph"]["nodes"]), len(two["graph"]["edges"])) == (47, 57)
+    assert (len(two["graph"]["nodes"]), len(two["graph"]["edges"])) == (50, 63)
     nodes = nodes_by_key(two)
     assert {k for k, n in nodes.items() if n["expanded"]} == {
         f"domain:{DOMAIN}",
@@ -158,29 +187,155 @@ async def test_depth_2_and_3_exact_graph_benign_leaves_and_paths(client: Client)
         f"file:{PAYLOAD}",
         f"url:{PAYLOAD_URL_ID}",
     }
+    assert {k for k, n in nodes.items() if n["depth"] == 2} == {
+        "domain:example.com",
+        "ip:8.8.8.8",
+        f"domain:{STAGE2}",
+        f"domain:{HUB}",
+        f"url:{RELAY_URL_ID}",
+    }
     # benign and shared infrastructure: kept as leaves, never expanded, each with its reason
     assert "public DNS resolver" in nodes["ip:8.8.8.8"]["not_expanded_reason"]
-    assert "GTI verdict benign" in nodes["ip:104.18.32.7"]["not_expanded_reason"]  # the CDN address
+    assert "GTI verdict benign" in nodes[f"ip:{CDN}"]["not_expanded_reason"]  # the CDN address
     assert "GTI verdict benign" in nodes["domain:example.com"]["not_expanded_reason"]
-    assert not any(s["source"] in ("ip:8.8.8.8", "ip:104.18.32.7") for s in two["graph"]["relationship_sets"])
+    assert not any(s["source"] in ("ip:8.8.8.8", f"ip:{CDN}") for s in two["graph"]["relationship_sets"])
     sent = [p["arguments"] for p in two["graph"]["section"]["provenance"]]
     assert not any(a.get("ip_address") in ("8.8.8.8", "203.0.113.66", "198.51.100.7") for a in sent)
     assert not any(a.get("domain") == "example.com" for a in sent)
-    # the payload is reached from the indicator, the dropper and the payload URL
-    assert f"file:{PAYLOAD}" in two["campaign_context"]["infrastructure_overlap"]["shared_entities"]
-    paths = {c["name"]: c["paths"] for c in two["campaign_context"]["candidates"]}
-    assert paths == {"EXAMPLEBEACON": 3, "TA-EXAMPLE-07": 2, "Fake Software Update Campaign 2025": 1}
-    malware = next(c for c in two["campaign_context"]["candidates"] if c["name"] == "EXAMPLEBEACON")
+    # what depth 3 will expand waits at the depth limit, the relay domain worst first
+    for key in (f"domain:{STAGE2}", f"url:{RELAY_URL_ID}", f"domain:{HUB}"):
+        assert nodes[key]["not_expanded_reason"] == "depth limit: pivot_depth=2"
+    assert (nodes[f"domain:{STAGE2}"]["verdict"], nodes[f"domain:{STAGE2}"]["threat_score"]) == ("malicious", 81)
+    assert nodes[f"domain:{HUB}"]["verdict"] == "clean"
+    assert sources_of(two, f"domain:{STAGE2}") == {
+        f"file:{DROPPER}": {"contacted_domains"},
+        f"file:{PAYLOAD}": {"contacted_domains"},
+    }
+    # the payload is reached from the indicator, the dropper and the payload URL; the relay domain from
+    # the dropper and the payload
+    overlap = two["campaign_context"]["infrastructure_overlap"]
+    assert overlap["shared_entities"] == [f"file:{PAYLOAD}", f"url:{PAYLOAD_URL_ID}", f"domain:{STAGE2}"]
+    assert (overlap["score"], overlap["considered"]) == (10, 30)
+    campaign = two["campaign_context"]
+    paths = {c["name"]: c["paths"] for c in campaign["candidates"]}
+    assert paths == {"EXAMPLEBEACON": 3, "TA-EXAMPLE-07": 2, "Fake Software Update Campaign 2025": 3}
+    malware = next(c for c in campaign["candidates"] if c["name"] == "EXAMPLEBEACON")
     assert malware["supporting_entities"] == [f"domain:{DOMAIN}", f"file:{DROPPER}", f"file:{PAYLOAD}"]
+    assert (campaign["threat_actor"], campaign["campaign_name"]) == (
+        "TA-EXAMPLE-07",
+        "Fake Software Update Campaign 2025",
+    )
     assert two["confidence_assessment"]["attribution_confidence"]["score"] == 65  # 2 paths (55) + direct (10)
     assert issued(two) == 35  # 7 + 10 vetting reports + 3 x 6 relationships
+    assert two["budget"]["per_level"] == [
+        {"depth": 0, "expanded": 1, "discovered": 44},
+        {"depth": 1, "expanded": 3, "discovered": 5},
+    ]
     assert two["budget"]["cut"] is True and two["budget"]["cut_reasons"]
     assert_no_entity_expanded_twice(two)
 
+
+async def test_depth_3_reaches_the_second_stage_shared_infrastructure_hub_and_second_campaign(
+    client: Client,
+) -> None:
+    one = await call(client, "pivot_ioc", ioc_value=DOMAIN, pivot_depth=1)
+    two = await call(client, "pivot_ioc", ioc_value=DOMAIN, pivot_depth=2)
     three = await call(client, "pivot_ioc", ioc_value=DOMAIN, pivot_depth=3)
-    assert (len(three["graph"]["nodes"]), len(three["graph"]["edges"])) == (47, 57)
     assert three["pivot_depth"] == 3
+    assert (len(three["graph"]["nodes"]), len(three["graph"]["edges"])) == (74, 96)
+    # three different graphs, each a strict superset of the one before
+    keys = [set(nodes_by_key(data)) for data in (one, two, three)]
+    assert keys[0] < keys[1] < keys[2] and [len(k) for k in keys] == [45, 50, 74]
+    nodes = nodes_by_key(three)
+    assert {k for k, n in nodes.items() if n["expanded"]} == {
+        f"domain:{DOMAIN}",
+        f"file:{DROPPER}",
+        f"file:{PAYLOAD}",
+        f"url:{PAYLOAD_URL_ID}",
+        f"domain:{STAGE2}",
+        f"url:{RELAY_URL_ID}",
+        f"domain:{HUB}",
+    }
+    assert issued(three) == 56  # depth 2's 35 + 3 x (a vetting report + 6 relationships)
+    assert three["budget"]["per_level"][2] == {"depth": 2, "expanded": 3, "discovered": 24}
+    depth3 = {k for k, n in nodes.items() if n["depth"] == 3}
+    hub_files = {k for k in depth3 if nodes[k]["not_expanded_reason"] == HUB_REASON}
+    assert depth3 - hub_files == {
+        "ip:198.51.100.23",
+        f"file:{IMPLANT}",
+        f"collection:{CAMPAIGN2}",
+        "ip:192.0.2.80",
+    }
+    # new malicious content through the second stage
+    implant = nodes[f"file:{IMPLANT}"]
+    assert (implant["verdict"], implant["threat_score"]) == ("malicious", 86)
+    assert implant["not_expanded_reason"] == "depth limit: pivot_depth=3"
+    assert sources_of(three, f"file:{IMPLANT}") == {
+        f"domain:{STAGE2}": {"communicating_files"},
+        f"url:{RELAY_URL_ID}": {"downloaded_files"},
+    }
+    assert "documentation (RFC 5737)" in nodes["ip:198.51.100.23"]["not_expanded_reason"]
+    assert sources_of(three, "ip:198.51.100.23") == {
+        f"domain:{STAGE2}": {"resolutions"},
+        f"url:{RELAY_URL_ID}": {"last_serving_ip_address"},
+    }
+    sent = [p["arguments"] for p in three["graph"]["section"]["provenance"]]
+    assert not any(str(a.get("ip_address", "")).startswith(("198.51.100.", "192.0.2.")) for a in sent)
+
+    # shared infrastructure: the CDN front end is reached from two malicious domains and stays a leaf
+    assert sources_of(three, f"ip:{CDN}") == {f"domain:{DOMAIN}": {"resolutions"}, f"domain:{STAGE2}": {"resolutions"}}
+    assert nodes[f"domain:{DOMAIN}"]["verdict"] == nodes[f"domain:{STAGE2}"]["verdict"] == "malicious"
+    cdn = nodes[f"ip:{CDN}"]
+    assert cdn["expanded"] is False and cdn["verdict"] == "clean"
+    assert cdn["not_expanded_reason"] == "GTI verdict benign (VERDICT_BENIGN): not expanded"
+    assert not any(s["source"] == f"ip:{CDN}" for s in three["graph"]["relationship_sets"])
+    assert f"ip:{CDN}" not in three["campaign_context"]["infrastructure_overlap"]["shared_entities"]
+
+    # the hub: a non-malicious site whose list fills the limit; its 20 files are leaves, never vetted
+    hub_set = sets_by_name(three, f"domain:{HUB}")["communicating_files"]
+    assert (hub_set["returned"], hub_set["kept"], hub_set["hub"], hub_set["possibly_truncated"]) == (20, 20, True, True)
+    assert not any(s["hub"] for s in three["graph"]["relationship_sets"] if s["source"] != f"domain:{HUB}")
+    assert nodes[f"domain:{HUB}"]["verdict"] == "clean" and nodes[f"domain:{HUB}"]["expanded"] is True
+    assert len(hub_files) == 20 and all(nodes[k]["type"] == "file" for k in hub_files)
+    assert all(sources_of(three, k) == {f"domain:{HUB}": {"communicating_files"}} for k in hub_files)
+    hashes = {p["arguments"].get("hash") for p in three["graph"]["section"]["provenance"]}
+    assert not hashes & {nodes[k]["id"] for k in hub_files}
+
+    # two campaigns, reached by different numbers of independent paths: the better supported one wins
+    campaign = three["campaign_context"]
+    assert {c["collection_id"]: c["paths"] for c in campaign["candidates"]} == {
+        MALWARE: 4,
+        ACTOR: 3,
+        CAMPAIGN: 3,
+        CAMPAIGN2: 2,
+    }
+    by_id = {c["collection_id"]: c for c in campaign["candidates"]}
+    assert by_id[CAMPAIGN]["supporting_entities"] == [f"domain:{DOMAIN}", f"file:{DROPPER}", f"file:{PAYLOAD}"]
+    assert by_id[CAMPAIGN2]["supporting_entities"] == [f"domain:{STAGE2}", f"url:{RELAY_URL_ID}"]
+    assert by_id[ACTOR]["supporting_entities"] == [f"domain:{DOMAIN}", f"file:{DROPPER}", f"domain:{STAGE2}"]
+    assert (by_id[CAMPAIGN2]["name"], by_id[CAMPAIGN2]["collection_type"]) == ("Operation Quiet Relay", "campaign")
+    assert campaign["threat_actor"] == "TA-EXAMPLE-07"
+    assert campaign["campaign_name"] == "Fake Software Update Campaign 2025"
+    assert campaign["malware_families"] == ["EXAMPLEBEACON"]
+    assert "campaign_name" not in campaign["section"]["null_fields"]
+    attribution = three["confidence_assessment"]["attribution_confidence"]
+    assert (attribution["score"], attribution["level"]) == (80, "high")  # 3 paths (70) + direct (10)
+    assert not any("ambiguous" in r or "as well supported" in r for r in attribution["reasons"])
+    assert campaign["section"]["reason"] == "4 collection(s) reached through associations"
     assert_no_entity_expanded_twice(three)
+
+
+async def test_a_hub_below_the_indicator_keeps_its_targets_unexpanded(client: Client) -> None:
+    """From the dropper, share.example.org is at depth 1: its 20 files would be expanded at depth 2 if it
+    were not a hub."""
+    data = await call(client, "pivot_ioc", ioc_value=DROPPER, pivot_depth=3)
+    nodes = nodes_by_key(data)
+    assert nodes[f"domain:{HUB}"]["depth"] == 1 and nodes[f"domain:{HUB}"]["expanded"] is True
+    hub_files = [k for k, n in nodes.items() if n["not_expanded_reason"] == HUB_REASON]
+    assert len(hub_files) == 20 and all(nodes[k]["depth"] == 2 for k in hub_files)
+    assert not any(s["source"] in hub_files for s in data["graph"]["relationship_sets"])
+    assert {c["name"]: c["paths"] for c in data["campaign_context"]["candidates"]}["Operation Quiet Relay"] == 2
+    assert data["campaign_context"]["campaign_name"] == "Fake Software Update Campaign 2025"
 
 
 async def test_analyze_ioc_pivot_is_pivot_ioc(client: Client) -> None:
@@ -383,7 +538,7 @@ async def test_identical_concurrent_pivots_share_calls(standin: tuple[Backends, 
         tg.start_soon(one)
     assert len(pool.calls) == alone  # every identical call in flight was made once
     assert sorted(r.budget.shared_calls for r in results)[-1] > 0
-    assert [len(r.graph.nodes) for r in results] == [47, 47]
+    assert [len(r.graph.nodes) for r in results] == [50, 50]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -451,5 +606,5 @@ def test_cli_analyze_pivot() -> None:
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["workflow"] == "pivot" and data["pivot_depth"] == 2
-    assert (len(data["graph"]["nodes"]), len(data["graph"]["edges"])) == (47, 57)
+    assert (len(data["graph"]["nodes"]), len(data["graph"]["edges"])) == (50, 63)
     assert "DATA MODE offline-fixtures" in proc.stderr
