@@ -54,6 +54,7 @@ class UpstreamPolicy(BaseModel):
     requests_per_minute: float | None = Field(default=None, gt=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)
     rate_limit_max_wait_seconds: float | None = Field(default=None, ge=0)
+    restart_cooldown_seconds: float | None = Field(default=None, ge=0)
 
 
 class CacheSettings(BaseModel):
@@ -105,6 +106,12 @@ class Settings(BaseModel):
         description="Longest a call waits for its turn under the rate limit (or an upstream's retry-after) "
         "before it fails as rate_limited; null means call_timeout_seconds. Raise it to let a budgeted pivot "
         "queue behind a low limit instead of failing.",
+    )
+    restart_cooldown_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="After an upstream failed to start, calls fail at once for this long instead of paying "
+        "the start-up again; null means 5 s.",
     )
     ioc_match_limit: int = Field(default=1000, ge=1, description="max_matches sent to get_ioc_matches.")
     udm_event_limit: int = Field(default=200, ge=1, description="max_events sent to search_udm.")

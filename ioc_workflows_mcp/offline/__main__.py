@@ -5,6 +5,7 @@ Environment:
 * ``IOC_WORKFLOWS_FIXTURES``: the fixtures directory (default: the bundled ``fixtures/``).
 * ``IOC_STANDIN_LATENCY_MS`` / ``IOC_STANDIN_JITTER_MS``: sleep this long (± jitter) before each tool call.
 * ``IOC_STANDIN_LOG_LEVEL``: stderr log level (default ``WARNING``).
+* ``IOC_STANDIN_FAULT`` and friends: run a misbehaving variant, for tests (see ``faults.py``).
 * secops only: ``CHRONICLE_PROJECT_ID``, ``CHRONICLE_CUSTOMER_ID``, ``CHRONICLE_REGION`` (the same defaults
   as google-secops-mcp) and ``CHRONICLE_BASE_URL``; they only shape the URLs quoted in error texts.
 
@@ -17,6 +18,7 @@ import logging
 import os
 import sys
 
+from . import faults
 from ._fastmcp1 import announce
 from .backend import Backends, default_fixtures_dir
 
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("IOC_STANDIN_LOG_LEVEL", "WARNING").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    faults.before_start(args.upstream)
     fixtures = default_fixtures_dir()
     announce(UPSTREAMS[args.upstream], str(fixtures))
     backends = Backends.load(fixtures)
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("ioc_workflows_mcp.offline.soar").error("Error: %s", exc)
             return 0
 
-    build_server(backends).run("stdio")
+    faults.install(build_server(backends), args.upstream).run("stdio")
     return 0
 
 

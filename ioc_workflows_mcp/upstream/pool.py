@@ -4,6 +4,11 @@ A connection is started on first use, reused by every later call, and restarted 
 call gets a timeout and waits for a per-upstream concurrency slot. Failures never escape as raw SDK
 exceptions: they become :class:`UpstreamFailure`, which carries the section status a workflow reports.
 
+Around each call sits the upstream's policy (``policy.py``, configured per upstream in settings): the
+circuit breaker first (an open circuit fails the call at once), then the rate limiter (the caller waits
+for its turn, up to ``rate_limit_max_wait_seconds``), then the attempts: retryable failures are tried again
+with backoff while the call's deadline (``call_timeout_seconds`` from the first attempt) leaves room.
+
 The MCP client keeps a task group open for its whole life, and anyio wants that group entered and left
 in one task, so each connection lives in a task of its own inside the pool's task group; callers in
 other tasks share its session, which the SDK supports.
@@ -24,11 +29,20 @@ import httpx2
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import Implementation, TextContent, Tool
+from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT, Implementation, TextContent, Tool
 
 from ioc_workflows_mcp import __version__
 from ioc_workflows_mcp.models import Status
 from ioc_workflows_mcp.settings import Config, UpstreamSpec
+from ioc_workflows_mcp.upstream.policy import (
+    CircuitBreaker,
+    CircuitOpen,
+    RateLimited,
+    RateLimiter,
+    RetryPolicy,
+    SignalKind,
+    classify_output,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +54,28 @@ _STDERR_TAIL_CHARS = 600
 class UpstreamFailure(Exception):
     """An upstream call did not produce an answer. ``status`` is the section status to report."""
 
-    def __init__(self, upstream: str, status: Status, message: str, retry_after: float | None = None):
+    def __init__(
+        self,
+        upstream: str,
+        status: Status,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        retryable: bool = False,
+        upstream_down: bool | None = None,
+        reached: bool = True,
+    ):
         super().__init__(f"{upstream}: {message}")
         self.upstream = upstream
         self.status = status
         self.message = message
         self.retry_after = retry_after
+        # May another attempt of the same call succeed (a timeout, a lost connection)?
+        self.retryable = retryable
+        # Does it count towards opening the circuit (the upstream did not answer at all)?
+        self.upstream_down = status in (Status.TIMEOUT, Status.UNAVAILABLE) if upstream_down is None else upstream_down
+        # False when the upstream was never asked (our own rate limit or open circuit refused the call)
+        self.reached = reached
 
 
 @dataclass(frozen=True)
@@ -72,6 +102,7 @@ class _Live:
     dead: bool = False
     stderr: IO[str] | None = None
     stderr_tail: str = ""  # the last stderr line, kept when the session ends and the file is closed
+    started: float = field(default_factory=time.monotonic)
 
 
 class UpstreamConnection:
@@ -86,6 +117,21 @@ class UpstreamConnection:
         self._config = config
         self._tg = task_group
         self._slots = anyio.Semaphore(policy.max_concurrency or 4)
+        self.retry = RetryPolicy(
+            max_retries=policy.max_retries if policy.max_retries is not None else 2,
+            backoff_seconds=policy.retry_backoff_seconds if policy.retry_backoff_seconds is not None else 0.5,
+            backoff_max_seconds=policy.retry_backoff_max_seconds if policy.retry_backoff_max_seconds is not None else 8,
+        )
+        self.breaker = CircuitBreaker(
+            policy.breaker_failure_threshold if policy.breaker_failure_threshold is not None else 5,
+            policy.breaker_reset_seconds or 30,
+        )
+        self.limiter = RateLimiter(policy.requests_per_minute, policy.rate_limit_burst or 1)
+        self.rate_limit_max_wait = (
+            self.call_timeout if policy.rate_limit_max_wait_seconds is None else policy.rate_limit_max_wait_seconds
+        )
+        self.retries = 0
+        self._restart_cooldown = policy.restart_cooldown_seconds
         self._lock = anyio.Lock()
         self._live: _Live | None = None
         self._failed_at: float | None = None
@@ -116,7 +162,9 @@ class UpstreamConnection:
                 client = Client(
                     self._transport(errlog),
                     mode="legacy",
-                    read_timeout_seconds=self.call_timeout,
+                    # every call sets its own; this one bounds the handshake, which a short call timeout
+                    # must not cut on a slow start (startup_timeout_seconds is the bound for that)
+                    read_timeout_seconds=max(self.call_timeout, self.startup_timeout),
                     client_info=Implementation(name="ioc-workflows-mcp", version=__version__),
                     cache=None,
                 )
@@ -155,14 +203,18 @@ class UpstreamConnection:
             live = self._live
             if live is not None and not live.dead and live.client is not None:
                 return live.client
-            cooling = self._failed_at is not None and time.monotonic() - self._failed_at < RESTART_COOLDOWN_SECONDS
-            if self._failure is not None and cooling:
-                raise self._failure
-            live = _Live()
-            self._live = live
-            self.starts += 1
-            self._tg.start_soon(self._serve, live)
-            with anyio.move_on_after(self.startup_timeout) as waited:
+            if live is None or live.dead:
+                cooldown = RESTART_COOLDOWN_SECONDS if self._restart_cooldown is None else self._restart_cooldown
+                cooling = self._failed_at is not None and time.monotonic() - self._failed_at < cooldown
+                if self._failure is not None and cooling:
+                    raise self._failure
+                live = _Live()
+                self._live = live
+                self.starts += 1
+                self._tg.start_soon(self._serve, live)
+            # else: a start is under way whose first waiter was cancelled (its call's deadline ran out);
+            # wait for that one rather than start a second session and orphan the first
+            with anyio.move_on_after(live.started + self.startup_timeout - time.monotonic()) as waited:
                 await live.ready.wait()
             if waited.cancelled_caught or live.client is None:
                 if waited.cancelled_caught:
@@ -172,6 +224,7 @@ class UpstreamConnection:
                 tail = live.stderr_tail or self._stderr_tail(live)
                 if tail:
                     reason += f" (last stderr line: {tail[:300]})"
+                live.dead = True
                 live.stop.set()
                 if live.scope is not None:
                     live.scope.cancel()
@@ -204,31 +257,163 @@ class UpstreamConnection:
         return self._config.redact(text)[:300]
 
     async def call(self, tool: str, arguments: dict[str, Any], timeout: float | None = None) -> ToolOutput:
-        """Call ``tool``; raise :class:`UpstreamFailure` when no answer could be had."""
+        """Call ``tool`` under the upstream's policy; raise :class:`UpstreamFailure` when no answer could be had.
+
+        ``timeout`` (default ``call_timeout_seconds``) bounds all attempts together, counted from the first
+        attempt; the wait for a rate-limit turn before it is bounded by ``rate_limit_max_wait_seconds``."""
         limit = timeout or self.call_timeout
-        client = await self._session()
+        try:
+            trial = self.breaker.before_call()
+        except CircuitOpen as open_:
+            last = f" (last failure: {open_.last_error[:200]})" if open_.last_error else ""
+            raise UpstreamFailure(
+                self.name,
+                Status.UNAVAILABLE,
+                f"circuit open after {open_.failures} consecutive failures{last}; {tool} not called; "
+                f"retry after {open_.retry_after:.1f}s",
+                retry_after=round(open_.retry_after, 1),
+                upstream_down=False,
+                reached=False,
+            ) from None
+        settled = False
+        try:
+            output, healthy = await self._call_with_retries(tool, arguments, limit)
+        except UpstreamFailure as failure:
+            if failure.upstream_down:
+                settled = True
+                self.breaker.failure(failure.message)
+            elif failure.reached:
+                settled = True
+                self.breaker.success()  # it answered (a rate limit, a missing tool, bad output): it is up
+            raise
+        finally:
+            if trial and not settled:
+                self.breaker.release()  # the trial call was cancelled or never made: let another one try
+        settled = True
+        if healthy:
+            self.breaker.success()
+        else:
+            self.breaker.failure(f"{tool}: server errors on every attempt")
+        return output
+
+    async def _turn(self, tool: str, max_wait: float) -> None:
+        """Wait for the rate limiter's turn, or fail as rate_limited when it would come too late."""
+        try:
+            await self.limiter.acquire(max(0.0, max_wait))
+        except RateLimited as limited:
+            raise UpstreamFailure(
+                self.name,
+                Status.RATE_LIMITED,
+                f"{tool} not called: {limited.reason}, beyond the {limited.max_wait:g} s this call may wait",
+                retry_after=round(limited.wait, 1),
+                upstream_down=False,
+                reached=False,
+            ) from None
+
+    async def _call_with_retries(self, tool: str, arguments: dict[str, Any], limit: float) -> tuple[ToolOutput, bool]:
+        """(the output, whether the upstream answered without a server error) or UpstreamFailure."""
+        await self._turn(tool, self.rate_limit_max_wait)
+        client = await self._session()  # a first start is bounded by startup_timeout_seconds
+        deadline = time.monotonic() + limit
+        retry = 0
+        while True:
+            retry_after: float | None = None
+            fallback: ToolOutput | None = None
+            try:
+                output = await self._attempt(client, tool, arguments, deadline, limit)
+            except UpstreamFailure as failure:
+                if not failure.retryable:
+                    raise
+                last: UpstreamFailure = failure
+            else:
+                signal = classify_output(output.is_error, output.text, output.structured)
+                if signal is None:
+                    return output, True
+                if signal.kind is SignalKind.MISSING_TOOL:
+                    raise UpstreamFailure(
+                        self.name,
+                        Status.UNAVAILABLE,
+                        f"the upstream has no tool {tool} ({signal.detail[:120]}); "
+                        "check the server's version against the tools this product calls (doctor)",
+                        upstream_down=False,
+                    )
+                if signal.kind is SignalKind.RATE_LIMITED:
+                    if signal.retry_after is None:
+                        return output, True  # nothing says when to come back: the facade reports it
+                    retry_after = signal.retry_after
+                    self.limiter.pause(retry_after)
+                    last = UpstreamFailure(
+                        self.name,
+                        Status.RATE_LIMITED,
+                        f"{tool} rate limited by the upstream; retry after {retry_after:g}s, beyond this "
+                        f"call's {limit:g} s deadline",
+                        retry_after=retry_after,
+                        upstream_down=False,
+                    )
+                else:
+                    fallback = output  # after the last retry the facade reads the error as it is
+                    last = UpstreamFailure(self.name, Status.UNAVAILABLE, signal.detail)
+            retry += 1
+            delay = 0.0 if retry_after is not None else self.retry.delay(retry)
+            needed = (retry_after or delay) + min(1.0, limit / 4)  # the wait, then some time to answer
+            if retry > self.retry.max_retries or time.monotonic() + needed > deadline:
+                if fallback is not None:
+                    return fallback, False
+                raise last
+            self.retries += 1
+            log.info("upstream %s: retry %d of %s after %.2f s: %s", self.name, retry, tool, delay, last.message)
+            if delay:
+                await anyio.sleep(delay)
+            await self._turn(tool, deadline - time.monotonic())
+            with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waited:
+                client = await self._session()
+            if waited.cancelled_caught:
+                if fallback is not None:
+                    return fallback, False
+                raise last
+
+    async def _attempt(
+        self, client: Client, tool: str, arguments: dict[str, Any], deadline: float, budget: float
+    ) -> ToolOutput:
+        """One call on the live session, bounded by what is left of the deadline."""
         async with self._slots:
+            limit = max(0.0, deadline - time.monotonic())
             self.calls += 1
             try:
                 with anyio.fail_after(limit):
                     result = await client.call_tool(tool, arguments, read_timeout_seconds=limit)
             except TimeoutError:
-                raise UpstreamFailure(self.name, Status.TIMEOUT, f"{tool} timed out after {limit:g} s") from None
+                raise UpstreamFailure(
+                    self.name, Status.TIMEOUT, f"{tool} timed out after {budget:g} s", retryable=True
+                ) from None
             except MCPError as exc:
-                if exc.error.code == -32001:
-                    raise UpstreamFailure(self.name, Status.TIMEOUT, f"{tool} timed out after {limit:g} s") from None
+                code = exc.error.code
+                if code == REQUEST_TIMEOUT:
+                    raise UpstreamFailure(
+                        self.name, Status.TIMEOUT, f"{tool} timed out after {budget:g} s", retryable=True
+                    ) from None
+                if code != CONNECTION_CLOSED and code < -32000 and code >= -32700:
+                    # a protocol answer (bad request, invalid params): the session is fine, a retry is not
+                    raise UpstreamFailure(
+                        self.name,
+                        Status.UNAVAILABLE,
+                        f"{tool} was refused by the upstream: {self._describe(exc)}",
+                        upstream_down=False,
+                    ) from None
                 self._mark_dead()
                 raise UpstreamFailure(
                     self.name,
                     Status.UNAVAILABLE,
                     f"{tool} failed: {self._describe(exc)}; the connection will restart",
+                    retryable=True,
                 ) from None
             except RuntimeError as exc:
                 # The 2.x client re-validates structuredContent against the tool's outputSchema.
                 raise UpstreamFailure(
                     self.name,
                     Status.DEGRADED,
-                    f"{tool} returned output that violates its own schema: {exc}"[:400],
+                    f"{tool} returned output that violates its own schema: {str(exc).splitlines()[0]}"[:400],
+                    upstream_down=False,
                 ) from None
             except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as exc:
                 self._mark_dead()
@@ -236,6 +421,7 @@ class UpstreamConnection:
                     self.name,
                     Status.UNAVAILABLE,
                     f"connection lost during {tool} ({type(exc).__name__}); will restart",
+                    retryable=True,
                 ) from None
         texts = [block.text for block in result.content if isinstance(block, TextContent)]
         structured = result.structured_content
