@@ -55,6 +55,12 @@ class UpstreamPolicy(BaseModel):
     rate_limit_burst: int | None = Field(default=None, ge=1)
     rate_limit_max_wait_seconds: float | None = Field(default=None, ge=0)
     restart_cooldown_seconds: float | None = Field(default=None, ge=0)
+    processes: int | None = Field(default=None, ge=1, le=16)
+
+
+# google-secops-mcp answers one call at a time (its async tools block on a synchronous SDK), so the calls of
+# one enrichment would queue behind each other on a single process; three processes let them run together.
+DEFAULT_PROCESSES = {"secops": 3}
 
 
 class CacheSettings(BaseModel):
@@ -113,6 +119,14 @@ class Settings(BaseModel):
         description="After an upstream failed to start, calls fail at once for this long instead of paying "
         "the start-up again; null means 5 s.",
     )
+    processes: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="stdio upstream processes kept per upstream; a call goes to the least busy, and a further "
+        "process starts only when the others are busy. null means 3 for secops (it serves one call at a time) "
+        "and 1 for the others. The rate limit and circuit breaker are shared by an upstream's processes.",
+    )
     ioc_match_limit: int = Field(default=1000, ge=1, description="max_matches sent to get_ioc_matches.")
     udm_event_limit: int = Field(default=200, ge=1, description="max_events sent to search_udm.")
     upstream_stderr: Literal["discard", "inherit"] = "discard"
@@ -129,6 +143,8 @@ class Settings(BaseModel):
         }
         if merged["rate_limit_max_wait_seconds"] is None:
             merged["rate_limit_max_wait_seconds"] = merged["call_timeout_seconds"]
+        if merged["processes"] is None:
+            merged["processes"] = DEFAULT_PROCESSES.get(upstream, 1)
         return UpstreamPolicy(**merged)
 
 
@@ -160,9 +176,7 @@ class Config(BaseModel):
     upstreams: dict[str, UpstreamSpec]
     settings: Settings
     data_mode: Literal["offline-fixtures", "live", "mixed"]
-    source: str = Field(
-        description="Where the config came from: a file path, or 'built-in offline stand-ins'."
-    )
+    source: str = Field(description="Where the config came from: a file path, or 'built-in offline stand-ins'.")
     secrets: frozenset[str] = Field(default_factory=frozenset, exclude=True, repr=False)
 
     def data_mode_line(self) -> str | None:
@@ -217,9 +231,7 @@ def offline_upstreams() -> dict[str, UpstreamSpec]:
         if passthrough in os.environ:
             env[passthrough] = os.environ[passthrough]
     return {
-        name: UpstreamSpec(
-            name=name, command=sys.executable, args=["-m", "ioc_workflows_mcp.offline", name], env=env
-        )
+        name: UpstreamSpec(name=name, command=sys.executable, args=["-m", "ioc_workflows_mcp.offline", name], env=env)
         for name in UPSTREAM_NAMES
     }
 
@@ -249,9 +261,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"config file {file} must hold a JSON object with 'mcpServers'")
     servers = raw.get("mcpServers", {})
     if not isinstance(servers, dict):
-        raise ConfigError(
-            f"'mcpServers' in {file} must be an object naming the upstreams {', '.join(UPSTREAM_NAMES)}"
-        )
+        raise ConfigError(f"'mcpServers' in {file} must be an object naming the upstreams {', '.join(UPSTREAM_NAMES)}")
     unknown_keys = sorted(set(raw) - {"mcpServers", "settings"})
     if unknown_keys:
         raise ConfigError(f"unknown top-level key(s) {unknown_keys} in {file}; use 'mcpServers' and 'settings'")
@@ -287,9 +297,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
     offline = [name for name, spec in upstreams.items() if _is_offline(spec)]
     mode = "offline-fixtures" if len(offline) == len(upstreams) else ("mixed" if offline else "live")
-    return Config(
-        upstreams=upstreams, settings=settings, data_mode=mode, source=str(file), secrets=frozenset(secrets)
-    )
+    return Config(upstreams=upstreams, settings=settings, data_mode=mode, source=str(file), secrets=frozenset(secrets))
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -181,3 +181,16 @@ def test_http_sessions_never_share_cache_entries() -> None:
 def test_cache_settings_defaults_are_documented() -> None:
     defaults = CacheSettings()
     assert defaults.not_found_ttl_seconds < defaults.ttl_seconds
+
+
+@pytest.mark.anyio
+async def test_serial_upstream_runs_its_concurrent_calls_on_separate_processes() -> None:
+    """google-secops-mcp answers one call at a time: enrich's three SIEM calls go to three processes."""
+    config = load_config(None)
+    async with UpstreamPool(config) as fresh:
+        await enrich(Indicator.parse("login.example.net"), Sources.from_pool(fresh, config))
+        secops, gti = fresh.connections["secops"], fresh.connections["gti"]
+        assert secops.calls == 3 and secops.starts == 3
+        assert gti.starts == 1
+        await enrich(Indicator.parse("docs.example.org"), Sources.from_pool(fresh, config))
+        assert secops.starts == 3, "running processes are reused, no new start"

@@ -138,6 +138,11 @@ class UpstreamConnection:
         self._failure: UpstreamFailure | None = None
         self.starts = 0
         self.calls = 0
+        self.in_flight = 0
+
+    @property
+    def live(self) -> bool:
+        return self._live is not None and not self._live.dead and self._live.client is not None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -261,6 +266,13 @@ class UpstreamConnection:
 
         ``timeout`` (default ``call_timeout_seconds``) bounds all attempts together, counted from the first
         attempt; the wait for a rate-limit turn before it is bounded by ``rate_limit_max_wait_seconds``."""
+        self.in_flight += 1
+        try:
+            return await self._call(tool, arguments, timeout)
+        finally:
+            self.in_flight -= 1
+
+    async def _call(self, tool: str, arguments: dict[str, Any], timeout: float | None) -> ToolOutput:
         limit = timeout or self.call_timeout
         try:
             trial = self.breaker.before_call()
@@ -450,19 +462,72 @@ class UpstreamConnection:
         return tools
 
 
+class UpstreamProcesses:
+    """Several processes of one stdio upstream that serves one call at a time, used as one connection.
+
+    A call goes to an idle process that is already running, else to one not started yet, else to the least
+    busy; so a second process starts only when calls overlap. The processes share one rate limiter and one
+    circuit breaker: the quota and the health are the upstream's, not a process's.
+    """
+
+    def __init__(self, replicas: list[UpstreamConnection]):
+        self.replicas = replicas
+        first = replicas[0]
+        for other in replicas[1:]:
+            other.limiter, other.breaker = first.limiter, first.breaker
+        self.spec, self.name = first.spec, first.name
+        self.call_timeout, self.startup_timeout = first.call_timeout, first.startup_timeout
+
+    @property
+    def calls(self) -> int:
+        return sum(replica.calls for replica in self.replicas)
+
+    @property
+    def starts(self) -> int:
+        return sum(replica.starts for replica in self.replicas)
+
+    def _pick(self) -> UpstreamConnection:
+        idle_live = [r for r in self.replicas if r.live and r.in_flight == 0]
+        if idle_live:
+            return idle_live[0]
+        unstarted = [r for r in self.replicas if r._live is None and r.in_flight == 0]
+        if unstarted:
+            return unstarted[0]
+        return min(self.replicas, key=lambda replica: replica.in_flight)
+
+    async def call(self, tool: str, arguments: dict[str, Any], timeout: float | None = None) -> ToolOutput:
+        return await self._pick().call(tool, arguments, timeout)
+
+    async def list_tools(self) -> list[Tool]:
+        return await self.replicas[0].list_tools()
+
+    def _mark_dead(self) -> None:
+        for replica in self.replicas:
+            replica._mark_dead()
+
+    async def aclose(self) -> None:
+        for replica in self.replicas:
+            await replica.aclose()
+
+
 class UpstreamPool:
     """All configured upstreams. Use as ``async with UpstreamPool(config) as pool``."""
 
     def __init__(self, config: Config):
         self.config = config
         self._tg: anyio.abc.TaskGroup | None = None
-        self._connections: dict[str, UpstreamConnection] = {}
+        self._connections: dict[str, UpstreamConnection | UpstreamProcesses] = {}
 
     async def __aenter__(self) -> UpstreamPool:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         for name, spec in self.config.upstreams.items():
-            self._connections[name] = UpstreamConnection(spec, self.config, self._tg)
+            count = self.config.settings.policy(name).processes or 1
+            if spec.command and count > 1:
+                replicas = [UpstreamConnection(spec, self.config, self._tg) for _ in range(count)]
+                self._connections[name] = UpstreamProcesses(replicas)
+            else:
+                self._connections[name] = UpstreamConnection(spec, self.config, self._tg)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -475,14 +540,14 @@ class UpstreamPool:
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(None, None, None)
 
-    def __getitem__(self, name: str) -> UpstreamConnection:
+    def __getitem__(self, name: str) -> UpstreamConnection | UpstreamProcesses:
         return self._connections[name]
 
     def __contains__(self, name: str) -> bool:
         return name in self._connections
 
     @property
-    def connections(self) -> dict[str, UpstreamConnection]:
+    def connections(self) -> dict[str, UpstreamConnection | UpstreamProcesses]:
         return dict(self._connections)
 
     async def call(self, upstream: str, tool: str, arguments: dict[str, Any]) -> ToolOutput:
@@ -493,7 +558,8 @@ class UpstreamPool:
 
 
 async def _wait_closed(connections: Any) -> None:
-    for conn in connections:
+    singles = [r for c in connections for r in (c.replicas if isinstance(c, UpstreamProcesses) else [c])]
+    for conn in singles:
         live = conn._live
         while live is not None and live.scope is not None and not live.dead:
             await anyio.sleep(0.01)
