@@ -124,6 +124,14 @@ class SoarFacade(Facade):
         "search_entity": frozenset({"term"}),
     }
 
+    def result_kind(self, tool: str, output: ToolOutput) -> str | None:
+        """Only a JSON answer is kept: no content (a hidden HTTP error) or text that is not JSON is a failure."""
+        try:
+            parse_json_blocks(output, tool)
+        except SoarOutputError:
+            return None
+        return "found"
+
     async def _json(self, trace: CallTrace, tool: str, arguments: dict[str, Any]) -> Any:
         output = await self._call(trace, tool, arguments)
         try:

@@ -942,13 +942,23 @@ def _assemble(
     else:
         collection_calls = [c for c in run.trace.calls if c.tool == COLLECTION_REPORT_TOOL]
         association_calls = [c for c in run.trace.calls if c.arguments.get("relationship_name") == "associations"]
+        association_sets = [s for s in graph.sets if s.relationship == "associations"]
+        unread = association_sets and all(s.status != "ok" for s in association_sets)
+        if candidates:
+            status, reason = Status.OK, f"{len(candidates)} collection(s) reached through associations"
+        elif unread:
+            # No association could be read: "no attribution" would be a claim the data cannot back.
+            failed = next((e.status for e in run.errors), Status.UNAVAILABLE)
+            status = failed if failed.failed else Status.UNAVAILABLE
+            reason = "no associations could be read (the calls failed): attribution unknown, not absent"
+            for name in ("threat_actor", "campaign_name"):
+                nulls[name] = reason
+        else:
+            status = Status.OK
+            reason = "the data supports no attribution: no collection is associated with any entity reached"
         campaign_info = SectionInfo(
-            status=Status.OK,
-            reason=(
-                f"{len(candidates)} collection(s) reached through associations"
-                if candidates
-                else "the data supports no attribution: no collection is associated with any entity reached"
-            ),
+            status=status,
+            reason=reason,
             null_fields=nulls,
             provenance=ordered(association_calls + collection_calls),
         )
