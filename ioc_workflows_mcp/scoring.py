@@ -304,6 +304,7 @@ def correlation_risk(
     cases: list[tuple[str | None, str | None]] | None,
     related_alerts: int | None,
     affected_systems: int | None,
+    known_benign: str | None = None,
 ) -> CorrelationRisk:
     """Exposure, recurrence and business impact from related cases (status, priority), alerts and systems.
 
@@ -369,6 +370,12 @@ def correlation_risk(
             reasons.append(
                 f"highest related case priority {name}{', raised one step for the wide spread' if wide else ''}"
             )
+    if known_benign:
+        # Shared, known-benign infrastructure (a public resolver, an empty-file hash) shows up everywhere: its
+        # sightings are noise, not exposure (shared case C30). Known levels are held at "low" at most.
+        capped = {"critical": "low", "high": "low", "medium": "low"}
+        exposure, recurrence, impact = (capped.get(level, level) for level in (exposure, recurrence, impact))  # type: ignore[assignment]
+        reasons.append(f"known benign ({known_benign}): its sightings carry low weight")
     return CorrelationRisk(exposure, recurrence, impact, reasons)
 
 

@@ -470,6 +470,7 @@ async def correlate(
         cases=None if cases_failed else [(c.status, c.priority) for c in matched],
         related_alerts=None if siem_failed.keys() & {"lookup_entity", "get_security_alerts"} else len(related_alerts),
         affected_systems=len(systems_sorted) if systems_known else None,
+        known_benign=indicator.known_benign,
     )
     result = CorrelateResult(
         data_mode=sources.data_mode,

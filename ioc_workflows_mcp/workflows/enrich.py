@@ -255,6 +255,22 @@ def _siem_section(indicator: Indicator, entity: _Outcome, udm: _Outcome, aliases
     )
 
 
+def _explain_nulls(section: GtiAnalysis | SiemContext | IocMatches) -> None:
+    """Every null field of a section gets a reason: the section's own when it did not answer, else that the
+    upstream's answer had no such value. A reason set where the value was computed is kept."""
+    info = section.section
+    if info.status is Status.OK or info.status is Status.DEGRADED:
+        source = {"GtiAnalysis": "the GTI report", "SiemContext": "the SIEM's answer"}.get(
+            type(section).__name__, "the SIEM's IOC matches"
+        )
+        fallback = f"{source} has no such value for this indicator"
+    else:
+        fallback = f"{info.status.value}: {info.reason}" if info.reason else info.status.value
+    for name in type(section).model_fields:
+        if name != "section" and getattr(section, name) is None and name not in info.null_fields:
+            info.null_fields[name] = fallback
+
+
 def _file_aliases(gti_outcome: _Outcome) -> frozenset[str]:
     """The other hashes of a file, from its GTI report, so a sha1 input matches a sha256 IOC."""
     if gti_outcome.status is not Status.OK or gti_outcome.value[1] is None:
@@ -402,6 +418,8 @@ async def enrich(indicator: Indicator, sources: Sources, lookback_days: int = 30
     siem = _siem_section(indicator, entity, udm, aliases)
     matches = _ioc_section(indicator, iocs, settings.ioc_match_limit, aliases)
     _provenance(trace, gti, siem, matches)
+    for section in (gti, siem, matches):
+        _explain_nulls(section)
 
     evidence.ioc_match_count = matches.match_count or 0
     evidence.ioc_sources = len(matches.sources)
