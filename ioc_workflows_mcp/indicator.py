@@ -282,6 +282,9 @@ _REFANG_RULES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+_PLACEHOLDERS = frozenset({"none", "null", "nil", "undefined", "nan", "n/a", "na", "-", "--", "?", "tbd", "unknown"})
+
+
 def _prepare(value: object) -> tuple[str, str, list[str]]:
     """Check the input's kind and size; return (raw, cleaned text, warnings)."""
     if value is None:
@@ -297,6 +300,9 @@ def _prepare(value: object) -> tuple[str, str, list[str]]:
     raw = value.strip()
     if not raw:
         raise IndicatorError("empty", "empty or invalid IOC value: the value is empty or only whitespace")
+    if raw.lower() in _PLACEHOLDERS:
+        # What a spreadsheet, a JSON null turned into text or an empty form field sends (case C13's kind).
+        raise IndicatorError("empty", f"empty or invalid IOC value: `{raw}` is a placeholder, not an indicator")
     if len(raw) > MAX_INPUT_LENGTH:
         raise IndicatorError(
             "too_long",

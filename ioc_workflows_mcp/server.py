@@ -13,7 +13,7 @@ from cachetools import LRUCache
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from ioc_workflows_mcp import __version__
 from ioc_workflows_mcp.indicator import Indicator, IndicatorError
@@ -340,4 +340,16 @@ def build_server(config: Config | None = None) -> MCPServer:
         indicator = parse(ioc_value, ioc_type)
         return shaped(await correlate(indicator, state(ctx).sources(ctx), correlation_scope, lookback_days))
 
+    _forbid_unknown_arguments(server)
     return server
+
+
+def _forbid_unknown_arguments(server: MCPServer) -> None:
+    """A misspelled argument (`depth` for `pivot_depth`) must be an error, not silently ignored: an agent that
+    gets a name wrong would never find out. MCPServer has no public switch for it, so each tool's argument
+    model is narrowed here, and its input schema says so (additionalProperties: false)."""
+    for tool in server._tool_manager.list_tools():
+        loose = tool.fn_metadata.arg_model
+        strict = type(loose.__name__, (loose,), {"model_config": ConfigDict(**loose.model_config, extra="forbid")})
+        tool.fn_metadata.arg_model = strict
+        tool.parameters["additionalProperties"] = False

@@ -538,3 +538,13 @@ def test_c30_unspecified_address_is_non_routable() -> None:
     ind = parse_indicator("0.0.0.0")
     assert ind.flags == ["unspecified (RFC 1122)"]
     assert ind.external_ti_allowed is False
+
+
+@pytest.mark.parametrize("placeholder", ["None", "null", "undefined", "NaN", "N/A", "-", "unknown"])
+def test_c13_placeholders_are_empty_values(placeholder: str) -> None:
+    """The same kind as C13: a placeholder where a value should be is "empty or invalid", not a bad domain."""
+    with pytest.raises(IndicatorError) as caught:
+        parse_indicator(placeholder)
+    assert caught.value.reason == "empty"
+    assert "empty or invalid IOC value" in str(caught.value) and "placeholder" in str(caught.value)
+

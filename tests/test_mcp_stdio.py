@@ -251,6 +251,7 @@ async def test_analyze_ioc_correlate_and_full(client: Client, analysis_type: str
         ({"ioc_value": "8.8.8.8", "lookback_days": "many"}, "lookback_days"),
         ({"ioc_value": 42}, "ioc_value"),
         ({}, "ioc_value"),
+        ({"ioc_value": "8.8.8.8", "lookback": 7}, "Extra inputs are not permitted"),
     ],
 )
 async def test_bad_arguments_are_clear_tool_errors(client: Client, arguments: dict[str, Any], fragment: str) -> None:
