@@ -190,15 +190,20 @@ class UpstreamConnection:
     def _stderr_tail(self, live: _Live) -> str:
         if live.stderr is None or live.stderr.closed:
             return ""
+        # Read a secret's length more than we keep and drop that head: a secret cut by the window's start
+        # would otherwise show in part, unredacted.
+        margin = max((len(secret) for secret in self._config.secrets), default=0)
         try:
             live.stderr.flush()
             live.stderr.seek(0, os.SEEK_END)
             size = live.stderr.tell()
-            live.stderr.seek(max(0, size - _STDERR_TAIL_CHARS))
-            tail = live.stderr.read().strip()
+            start = max(0, size - _STDERR_TAIL_CHARS - margin)
+            live.stderr.seek(start)
+            text = live.stderr.read()
         except (OSError, ValueError):
             return ""
-        return self._config.redact(tail.splitlines()[-1]) if tail else ""
+        tail = self._config.redact(text[margin:] if start else text).strip()
+        return tail.splitlines()[-1] if tail else ""
 
     async def _session(self) -> Client:
         live = self._live
@@ -438,6 +443,11 @@ class UpstreamConnection:
         texts = [block.text for block in result.content if isinstance(block, TextContent)]
         structured = result.structured_content
         has_structured = structured is not None
+        if self._config.secrets:
+            # An upstream may echo a configured key in its answer (an error text that quotes it): redact it
+            # here, before the answer reaches a result, a log line or the session cache.
+            texts = [self._config.redact(text) for text in texts]
+            structured = _redact_tree(structured, self._config.redact)
         if isinstance(structured, dict) and set(structured) == {"result"}:
             structured = structured["result"]
         return ToolOutput(bool(result.is_error), texts, structured, has_structured)
@@ -563,3 +573,14 @@ async def _wait_closed(connections: Any) -> None:
         live = conn._live
         while live is not None and live.scope is not None and not live.dead:
             await anyio.sleep(0.01)
+
+
+def _redact_tree(node: Any, redact: Any) -> Any:
+    """``node`` (JSON-like) with ``redact`` applied to every string in it, keys included."""
+    if isinstance(node, str):
+        return redact(node)
+    if isinstance(node, list):
+        return [_redact_tree(item, redact) for item in node]
+    if isinstance(node, dict):
+        return {_redact_tree(key, redact): _redact_tree(value, redact) for key, value in node.items()}
+    return node
