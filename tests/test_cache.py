@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +15,7 @@ from ioc_workflows_mcp.settings import CacheSettings, load_config
 from ioc_workflows_mcp.upstream.pool import UpstreamPool
 from ioc_workflows_mcp.workflows.enrich import enrich
 from ioc_workflows_mcp.workflows.sources import Sources
-from tests.conftest import child_env, console_script
+from tests.conftest import http_server
 
 
 class Clock:
@@ -130,27 +127,8 @@ async def test_concurrent_identical_calls_run_once(pool: UpstreamPool) -> None:
     assert _upstream_calls(pool) - before == 4
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_http_sessions_never_share_cache_entries() -> None:
-    port = _free_port()
-    server = subprocess.Popen(
-        [console_script(), "serve", "--transport", "http", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=child_env(),
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+    with http_server() as (url, _):
 
         async def cached_flags(client: Client) -> list[bool]:
             result = await client.call_tool("enrich_ioc", {"ioc_value": "8.8.8.8"})
@@ -162,7 +140,6 @@ def test_http_sessions_never_share_cache_entries() -> None:
             ]
 
         async def talk() -> tuple[list[bool], list[bool], list[bool]]:
-            url = f"http://127.0.0.1:{port}/mcp"
             async with Client(url, mode="legacy") as one, Client(url, mode="legacy") as two:
                 first = await cached_flags(one)
                 again = await cached_flags(one)
@@ -173,9 +150,6 @@ def test_http_sessions_never_share_cache_entries() -> None:
         assert not any(first)
         assert all(again), "the same session reuses its answers"
         assert not any(other), "another session starts with an empty cache"
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
 
 
 def test_cache_settings_defaults_are_documented() -> None:

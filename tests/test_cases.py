@@ -547,4 +547,3 @@ def test_c13_placeholders_are_empty_values(placeholder: str) -> None:
         parse_indicator(placeholder)
     assert caught.value.reason == "empty"
     assert "empty or invalid IOC value" in str(caught.value) and "placeholder" in str(caught.value)
-

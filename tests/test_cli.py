@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.conftest import child_env, console_script
+from tests.conftest import child_env, console_script, http_server
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -154,31 +152,11 @@ def test_config_env_var_and_expansion_keep_secret_out_of_output(tmp_path: Path) 
     assert secret not in proc.stdout and secret not in proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_serve_streamable_http() -> None:
-    port = _free_port()
-    server = subprocess.Popen(
-        [console_script(), "serve", "--transport", "http", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+    with http_server() as (url, server):
 
         async def talk() -> dict[str, Any]:
-            async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=60) as client:
+            async with Client(url, read_timeout_seconds=60) as client:
                 names = {tool.name for tool in (await client.list_tools()).tools}
                 assert {"enrich_ioc", "analyze_ioc"} <= names
                 result = await client.call_tool("enrich_ioc", {"ioc_value": "login.example.net"})
@@ -188,7 +166,4 @@ def test_serve_streamable_http() -> None:
         data = anyio.run(talk)
         assert data["gti_analysis"]["verdict"] == "suspicious"
         assert data["data_mode"] == "offline-fixtures"
-    finally:
-        server.terminate()
-        _, err = server.communicate(timeout=15)
-    assert "DATA MODE offline-fixtures" in err
+    assert server.stderr is not None and "DATA MODE offline-fixtures" in server.stderr.read()

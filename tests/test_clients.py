@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from tests.conftest import REPO_ROOT, child_env, console_script
+from tests.conftest import REPO_ROOT, child_env, console_script, free_port
 from tests.upstream_support.harness import upstreams_python
 from tests.upstream_support.pytest_plugin import upstreams_required
 
@@ -141,14 +141,8 @@ class Runs:
             run.kill()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_http_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     log = workdir / "serve-http.err"
     with log.open("wb") as err:
         server = subprocess.Popen(

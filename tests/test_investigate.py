@@ -79,13 +79,20 @@ async def test_enrich_then_investigate_repeats_no_upstream_call(pool: UpstreamPo
     await enrich(indicator, sources)
     before = calls(pool)
     result = await investigate(indicator, sources, pivot_if="never")
-    enrich_calls = [p for section in (result.enrichment.gti_analysis, result.enrichment.siem_context,
-                                      result.enrichment.ioc_matches) for p in section.section.provenance]
+    enrich_calls = [
+        p
+        for section in (result.enrichment.gti_analysis, result.enrichment.siem_context, result.enrichment.ioc_matches)
+        for p in section.section.provenance
+    ]
     assert enrich_calls and all(p.cached for p in enrich_calls)
     made = calls(pool) - before
     # Only the correlation's own calls are new; lookup_entity and search_udm are shared with the enrichment.
-    correlation_tools = {p.tool for p in result.correlation.case_correlations.section.provenance
-                         + result.correlation.pattern_analysis.section.provenance if not p.cached}
+    correlation_tools = {
+        p.tool
+        for p in result.correlation.case_correlations.section.provenance
+        + result.correlation.pattern_analysis.section.provenance
+        if not p.cached
+    }
     assert "lookup_entity" not in correlation_tools and "search_udm" not in correlation_tools
     again = calls(pool)
     await investigate(indicator, sources, pivot_if="never")

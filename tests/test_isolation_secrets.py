@@ -36,7 +36,7 @@ from ioc_workflows_mcp.workflows.enrich import enrich
 from ioc_workflows_mcp.workflows.investigate import investigate
 from ioc_workflows_mcp.workflows.pivot import pivot
 from ioc_workflows_mcp.workflows.sources import Sources
-from tests.conftest import child_env, console_script
+from tests.conftest import child_env, console_script, free_port
 
 SECTIONS = ("gti_analysis", "siem_context", "ioc_matches")
 
@@ -50,16 +50,10 @@ SECRETS = {
 FRAGMENT = 8
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def serving(tmp_path: Path, env: dict[str, str], *options: str) -> Iterator[tuple[str, Path, Path]]:
     """``ioc-workflows-mcp [options] serve --transport http`` on a free 127.0.0.1 port; stdout/stderr to files."""
-    port = _free_port()
+    port = free_port()
     out, err = tmp_path / f"serve-{port}.out", tmp_path / f"serve-{port}.err"
     with out.open("w") as stdout, err.open("w") as stderr:
         server = subprocess.Popen(

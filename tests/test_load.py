@@ -39,7 +39,7 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from tests.conftest import child_env, console_script
+from tests.conftest import child_env, console_script, free_port
 
 SESSIONS = 5
 MAX_ENTRIES = 16
@@ -72,12 +72,6 @@ VOLATILE = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def serving(tmp_path: Path) -> Iterator[tuple[str, int]]:
     standin = {"command": sys.executable, "env": {"PYTHONUNBUFFERED": "1"}}
@@ -86,7 +80,7 @@ def serving(tmp_path: Path) -> Iterator[tuple[str, int]]:
     }
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"mcpServers": servers, "settings": {"cache": {"max_entries": MAX_ENTRIES}}}))
-    port = _free_port()
+    port = free_port()
     err = tmp_path / "server.err"
     with err.open("w") as stderr:
         server = subprocess.Popen(
