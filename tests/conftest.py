@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,31 +43,46 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Served:
+    """A running ``serve --transport http``: its MCP URL, its pid, and the files its stdout and stderr go to."""
+
+    url: str
+    pid: int
+    out: Path
+    err: Path
+
+
 @contextmanager
-def http_server(env: dict[str, str] | None = None, timeout: float = 30) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``ioc-workflows-mcp serve --transport http`` on a free 127.0.0.1 port: yields (MCP URL, process) once the
-    port accepts connections, and stops the server afterwards (its stderr stays readable on the process)."""
+def http_server(
+    logs: Path, env: dict[str, str] | None = None, options: tuple[str, ...] = (), timeout: float = 30
+) -> Iterator[Served]:
+    """``ioc-workflows-mcp [options] serve --transport http`` on a free 127.0.0.1 port, its output in files under
+    ``logs``. Yields once the port accepts connections (fails at once if the server exits first), and stops the
+    server afterwards."""
     port = free_port()
-    server = subprocess.Popen(
-        [console_script(), "serve", "--transport", "http", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env or child_env(),
-    )
+    out, err = logs / f"serve-{port}.out", logs / f"serve-{port}.err"
+    command = [console_script(), *options, "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)]
+    with out.open("w") as stdout, err.open("w") as stderr:
+        server = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=env or child_env()
+        )
     try:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"serve --transport http exited {server.returncode}:\n{err.read_text()}")
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
                     break
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"the HTTP server did not listen on port {port} within {timeout:g} s")
-        yield f"http://127.0.0.1:{port}/mcp", server
+            if time.monotonic() > deadline:
+                pytest.fail(f"serve --transport http did not listen on port {port} within {timeout:g} s")
+            time.sleep(0.05)
+        yield Served(f"http://127.0.0.1:{port}/mcp", server.pid, out, err)
     finally:
         server.terminate()
         try:
-            server.wait(timeout=15)
+            server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait(timeout=5)

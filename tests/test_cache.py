@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -127,8 +128,9 @@ async def test_concurrent_identical_calls_run_once(pool: UpstreamPool) -> None:
     assert _upstream_calls(pool) - before == 4
 
 
-def test_http_sessions_never_share_cache_entries() -> None:
-    with http_server() as (url, _):
+def test_http_sessions_never_share_cache_entries(tmp_path: Path) -> None:
+    with http_server(tmp_path) as served:
+        url = served.url
 
         async def cached_flags(client: Client) -> list[bool]:
             result = await client.call_tool("enrich_ioc", {"ioc_value": "8.8.8.8"})

@@ -152,11 +152,11 @@ def test_config_env_var_and_expansion_keep_secret_out_of_output(tmp_path: Path) 
     assert secret not in proc.stdout and secret not in proc.stderr
 
 
-def test_serve_streamable_http() -> None:
-    with http_server() as (url, server):
+def test_serve_streamable_http(tmp_path: Path) -> None:
+    with http_server(tmp_path) as served:
 
         async def talk() -> dict[str, Any]:
-            async with Client(url, read_timeout_seconds=60) as client:
+            async with Client(served.url, read_timeout_seconds=60) as client:
                 names = {tool.name for tool in (await client.list_tools()).tools}
                 assert {"enrich_ioc", "analyze_ioc"} <= names
                 result = await client.call_tool("enrich_ioc", {"ioc_value": "login.example.net"})
@@ -166,4 +166,4 @@ def test_serve_streamable_http() -> None:
         data = anyio.run(talk)
         assert data["gti_analysis"]["verdict"] == "suspicious"
         assert data["data_mode"] == "offline-fixtures"
-    assert server.stderr is not None and "DATA MODE offline-fixtures" in server.stderr.read()
+    assert "DATA MODE offline-fixtures" in served.err.read_text()

@@ -21,7 +21,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from tests.conftest import REPO_ROOT, child_env, console_script, free_port
+from tests.conftest import REPO_ROOT, child_env, console_script, http_server
 from tests.upstream_support.harness import upstreams_python
 from tests.upstream_support.pytest_plugin import upstreams_required
 
@@ -141,29 +140,6 @@ class Runs:
             run.kill()
 
 
-def _start_http_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    log = workdir / "serve-http.err"
-    with log.open("wb") as err:
-        server = subprocess.Popen(
-            [console_script(), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=child_env(),
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"serve --transport http exited {server.returncode}:\n{log.read_text()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return server, f"http://127.0.0.1:{port}/mcp"
-        time.sleep(0.05)
-    server.kill()
-    pytest.fail(f"serve --transport http did not listen on port {port} within 60 s:\n{log.read_text()}")
-
-
 def _inspector(target: list[str], *method: str) -> list[str]:
     return [str(INSPECTOR), "--cli", *target, "--method", *method]
 
@@ -181,7 +157,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         return
     workdir = tmp_path_factory.mktemp("clients")
     stdio = [console_script()]
-    server: subprocess.Popen[bytes] | None = None
     try:
         # stdio first: those runs start their own server and take longest.
         if not problems["inspector"]:
@@ -193,27 +168,20 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
             result.runs["mcp1 stdio"] = Run.start(
                 "mcp1-stdio", [str(upstreams_python()), str(MCP1_CLIENT), "stdio", *stdio], workdir
             )
-        server, url = _start_http_server(workdir)
-        http = [url, "--transport", "http"]
-        if not problems["inspector"]:
-            for name, method in (("tools/list", ("tools/list",)), ("call", CALL_GOOD)):
-                result.runs[f"inspector http {name}"] = Run.start(
-                    f"inspector-http-{name.replace('/', '-')}", _inspector(http, *method), workdir
+        with http_server(workdir, timeout=60) as served:
+            http = [served.url, "--transport", "http"]
+            if not problems["inspector"]:
+                for name, method in (("tools/list", ("tools/list",)), ("call", CALL_GOOD)):
+                    result.runs[f"inspector http {name}"] = Run.start(
+                        f"inspector-http-{name.replace('/', '-')}", _inspector(http, *method), workdir
+                    )
+            if not problems["mcp1"]:
+                result.runs["mcp1 http"] = Run.start(
+                    "mcp1-http", [str(upstreams_python()), str(MCP1_CLIENT), "http", served.url], workdir
                 )
-        if not problems["mcp1"]:
-            result.runs["mcp1 http"] = Run.start(
-                "mcp1-http", [str(upstreams_python()), str(MCP1_CLIENT), "http", url], workdir
-            )
-        yield result
+            yield result
     finally:
         result.close()
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
 
 
 def _block_text(result: dict[str, Any]) -> str:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from ioc_workflows_mcp.workflows.enrich import enrich
 from ioc_workflows_mcp.workflows.investigate import investigate
 from ioc_workflows_mcp.workflows.pivot import pivot
 from ioc_workflows_mcp.workflows.sources import Sources
-from tests.conftest import child_env, console_script, free_port
+from tests.conftest import child_env, console_script, http_server
 
 SECTIONS = ("gti_analysis", "siem_context", "ioc_matches")
 
@@ -53,32 +52,8 @@ FRAGMENT = 8
 @contextmanager
 def serving(tmp_path: Path, env: dict[str, str], *options: str) -> Iterator[tuple[str, Path, Path]]:
     """``ioc-workflows-mcp [options] serve --transport http`` on a free 127.0.0.1 port; stdout/stderr to files."""
-    port = free_port()
-    out, err = tmp_path / f"serve-{port}.out", tmp_path / f"serve-{port}.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        server = subprocess.Popen(
-            [console_script(), *options, "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=stdout,
-            stderr=stderr,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, f"server exited: {err.read_text()}"
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "server did not listen within 30 s"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp", out, err
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+    with http_server(tmp_path, env, options) as served:
+        yield served.url, served.out, served.err
 
 
 # --- (a) two sessions --------------------------------------------------------------------------------

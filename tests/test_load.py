@@ -27,10 +27,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
@@ -39,7 +36,7 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from tests.conftest import child_env, console_script, free_port
+from tests.conftest import child_env, http_server
 
 SESSIONS = 5
 MAX_ENTRIES = 16
@@ -80,32 +77,8 @@ def serving(tmp_path: Path) -> Iterator[tuple[str, int]]:
     }
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"mcpServers": servers, "settings": {"cache": {"max_entries": MAX_ENTRIES}}}))
-    port = free_port()
-    err = tmp_path / "server.err"
-    with err.open("w") as stderr:
-        server = subprocess.Popen(
-            [console_script(), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=child_env(IOC_WORKFLOWS_CONFIG=str(config)),
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, err.read_text()
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp", server.pid
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+    with http_server(tmp_path, child_env(IOC_WORKFLOWS_CONFIG=str(config))) as served:
+        yield served.url, served.pid
 
 
 def _tree_rss(root: int) -> int:

@@ -21,10 +21,7 @@ import difflib
 import io
 import json
 import shutil
-import socket
-import subprocess
 import sys
-import time
 import tokenize
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,7 +35,7 @@ from mcp import Client
 from ioc_workflows_mcp.upstream.gti import GtiFacade
 from ioc_workflows_mcp.upstream.siem import SiemFacade
 from ioc_workflows_mcp.upstream.soar import SoarFacade
-from tests.conftest import REPO_ROOT, child_env, console_script
+from tests.conftest import REPO_ROOT, child_env, http_server
 
 IOC = "secure-update.example.net"
 CASE_ID = 1253  # the SOAR case whose alert entities include IOC
@@ -94,12 +91,6 @@ def _tampered_fixtures(root: Path) -> Path:
     return fixtures
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def serving(tmp: Path, fixtures: Path, now: str) -> Iterator[tuple[str, Path]]:
     """The server over streamable HTTP, its three upstreams the stand-ins on ``fixtures`` under the spy."""
@@ -112,31 +103,8 @@ def serving(tmp: Path, fixtures: Path, now: str) -> Iterator[tuple[str, Path]]:
     }
     config = tmp / "config.json"
     config.write_text(json.dumps({"mcpServers": servers}))
-    port = _free_port()
-    with (tmp / "server.err").open("w") as stderr:
-        server = subprocess.Popen(
-            [console_script(), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=child_env(IOC_WORKFLOWS_CONFIG=str(config)),
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, (tmp / "server.err").read_text()
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp", log
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+    with http_server(tmp, child_env(IOC_WORKFLOWS_CONFIG=str(config))) as served:
+        yield served.url, log
 
 
 CALLS: list[tuple[str, dict[str, Any]]] = [
