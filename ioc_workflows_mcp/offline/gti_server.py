@@ -29,6 +29,8 @@ import typing
 from typing import Any
 from urllib.parse import urlencode
 
+from ioc_workflows_mcp.upstream.gti import ALLOWED_RELATIONSHIPS
+
 from ._fastmcp1 import StandinServer, wire_json, wire_text
 from .backend import VT_API_ROOT, Backends, Response, VirusTotalAPI
 
@@ -40,42 +42,12 @@ INSTRUCTIONS = (
     "live VirusTotal/GTI data. Tool names, arguments and output formats match gti-mcp 0.1.3."
 )
 
-# Relationship names gti-mcp accepts per object type (gti_mcp/tools/*.py, 0.1.3).
-DOMAIN_RELATIONSHIPS = [
-    "associations", "caa_records", "campaigns", "cname_records", "collections", "comments",
-    "communicating_files", "downloaded_files", "graphs", "historical_ssl_certificates", "historical_whois",
-    "immediate_parent", "malware_families", "memory_pattern_parents", "mx_records", "ns_records", "parent",
-    "referrer_files", "related_comments", "related_reports", "related_threat_actors", "reports",
-    "resolutions", "siblings", "soa_records", "software_toolkits", "subdomains", "urls", "user_votes",
-    "votes", "vulnerabilities",
-]  # fmt: skip
-IP_RELATIONSHIPS = [
-    "associations", "campaigns", "collections", "comments", "communicating_files", "downloaded_files",
-    "graphs", "historical_ssl_certificates", "historical_whois", "malware_families",
-    "memory_pattern_parents", "referrer_files", "related_comments", "related_reports",
-    "related_threat_actors", "reports", "resolutions", "software_toolkits", "urls", "user_votes", "votes",
-    "vulnerabilities",
-]  # fmt: skip
-FILE_RELATIONSHIPS = [
-    "analyses", "associations", "behaviours", "attack_techniques", "bundled_files", "campaigns",
-    "carbonblack_children", "carbonblack_parents", "collections", "comments", "compressed_parents",
-    "contacted_domains", "contacted_ips", "contacted_urls", "dropped_files", "email_attachments",
-    "email_parents", "embedded_domains", "embedded_ips", "embedded_urls", "execution_parents", "graphs",
-    "itw_domains", "itw_ips", "itw_urls", "malware_families", "memory_pattern_domains",
-    "memory_pattern_ips", "memory_pattern_urls", "overlay_children", "overlay_parents", "pcap_children",
-    "pcap_parents", "pe_resource_children", "pe_resource_parents", "related_attack_techniques",
-    "related_reports", "related_threat_actors", "reports", "screenshots", "similar_files",
-    "software_toolkits", "submissions", "urls_for_embedded_js", "user_votes", "votes", "vulnerabilities",
-]  # fmt: skip
-URL_RELATIONSHIPS = [
-    "analyses", "associations", "campaigns", "collections", "comments", "communicating_files",
-    "contacted_domains", "contacted_ips", "downloaded_files", "embedded_js_files", "graphs",
-    "http_response_contents", "last_serving_ip_address", "malware_families", "memory_pattern_parents",
-    "network_location", "parent_resource_urls", "redirecting_urls", "redirects_to", "referrer_files",
-    "referrer_urls", "related_collections", "related_comments", "related_reports",
-    "related_threat_actors", "reports", "software_toolkits", "submissions", "urls_related_by_tracker_id",
-    "user_votes", "votes", "vulnerabilities",
-]  # fmt: skip
+# Relationship names gti-mcp 0.1.3 accepts per object type, in its own order (the error text lists them):
+# one list, kept beside the facade that calls the real server; the likeness test checks it against that server.
+DOMAIN_RELATIONSHIPS = list(ALLOWED_RELATIONSHIPS["domain"])
+IP_RELATIONSHIPS = list(ALLOWED_RELATIONSHIPS["ip"])
+FILE_RELATIONSHIPS = list(ALLOWED_RELATIONSHIPS["file"])
+URL_RELATIONSHIPS = list(ALLOWED_RELATIONSHIPS["url"])
 COLLECTION_RELATIONSHIPS = [
     "associations", "attack_techniques", "domains", "files", "ip_addresses", "urls", "threat_actors",
     "malware_families", "software_toolkits", "campaigns", "vulnerabilities", "reports",
