@@ -9,20 +9,23 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ioc_workflows_mcp import __version__
 from ioc_workflows_mcp.indicator import Indicator, IndicatorError
 from ioc_workflows_mcp.render import to_markdown
-from ioc_workflows_mcp.settings import CONFIG_ENV_VAR, Config, ConfigError, load_config
+from ioc_workflows_mcp.settings import CONFIG_ENV_VAR, Config, ConfigError, Settings, load_config
 from ioc_workflows_mcp.upstream.pool import UpstreamFailure, UpstreamPool
 from ioc_workflows_mcp.workflows.correlate import correlate
 from ioc_workflows_mcp.workflows.enrich import enrich
 from ioc_workflows_mcp.workflows.investigate import investigate
 from ioc_workflows_mcp.workflows.pivot import PivotArgumentError, pivot
 from ioc_workflows_mcp.workflows.sources import Sources
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 WORKFLOWS = ("enrich", "pivot", "correlate", "investigate", "full")
@@ -186,7 +189,7 @@ def _serve(config: Config, transport: str, host: str, port: int) -> int:
         if problem:
             print(f"ioc-workflows-mcp: cannot serve on {host}:{port}: {problem}", file=sys.stderr)
             return EXIT_FAILED
-        server.run("streamable-http", host=host, port=port)
+        anyio.run(_serve_http, server, config.settings, host, port)
         return EXIT_OK
 
     # The stdio transport reads stdin in a worker thread that no cancellation can interrupt, so a Ctrl-C
@@ -200,6 +203,21 @@ def _serve(config: Config, transport: str, host: str, port: int) -> int:
     signal.signal(signal.SIGINT, stop)
     server.run()
     return EXIT_OK
+
+
+async def _serve_http(server: MCPServer, settings: Settings, host: str, port: int) -> None:
+    """Streamable HTTP under uvicorn, as ``MCPServer.run("streamable-http")`` does, with our keep-alive."""
+    import uvicorn
+
+    app = server.streamable_http_app(host=host)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=server.settings.log_level.lower(),
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+    )
+    await uvicorn.Server(config).serve()
 
 
 def _cannot_bind(host: str, port: int) -> str | None:

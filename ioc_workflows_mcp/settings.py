@@ -129,6 +129,13 @@ class Settings(BaseModel):
     )
     ioc_match_limit: int = Field(default=1000, ge=1, description="max_matches sent to get_ioc_matches.")
     udm_event_limit: int = Field(default=200, ge=1, description="max_events sent to search_udm.")
+    http_keep_alive_seconds: float = Field(
+        default=75,
+        gt=0,
+        description="serve --transport http: how long an idle client connection stays open. Longer than the "
+        "clients' own idle limits (Node's fetch: 4 s), so a client never sends a request on a connection "
+        "the server is closing (uvicorn's default of 5 s lets a client stalled for 5 s fail with 'fetch failed').",
+    )
     upstream_stderr: Literal["discard", "inherit"] = "discard"
     log_level: str = "WARNING"
     cache: CacheSettings = Field(default_factory=CacheSettings)

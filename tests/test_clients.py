@@ -40,6 +40,8 @@ NODE_DIR = REPO_ROOT / "tests" / "node"
 INSPECTOR_PACKAGE = "@modelcontextprotocol/inspector"
 INSPECTOR = NODE_DIR / "node_modules" / ".bin" / "mcp-inspector"
 MCP1_CLIENT = REPO_ROOT / "tests" / "clients" / "mcp1_client.py"
+STALLED_CLIENT = NODE_DIR / "stalled_client.mjs"
+STALL_MS = 7000  # longer than uvicorn's default keep-alive (5 s), which made a stalled Node client fail
 
 GOOD_IOC = "secure-update.example.net"
 BAD_IOC = "payload.xrat"
@@ -175,6 +177,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
                     result.runs[f"inspector http {name}"] = Run.start(
                         f"inspector-http-{name.replace('/', '-')}", _inspector(http, *method), workdir
                     )
+                result.runs["inspector http stalled"] = Run.start(
+                    "node-http-stalled", ["node", str(STALLED_CLIENT), served.url, str(STALL_MS)], workdir
+                )
             if not problems["mcp1"]:
                 result.runs["mcp1 http"] = Run.start(
                     "mcp1-http", [str(upstreams_python()), str(MCP1_CLIENT), "http", served.url], workdir
@@ -234,6 +239,14 @@ def test_inspector_calls_enrich_ioc(runs: Runs, transport: str) -> None:
     assert data["assessment"]["verdict"] == "malicious"
     assert _block_text(result) == data["summary"]
     assert "DATA MODE offline-fixtures" in data["summary"]
+
+
+def test_node_client_stalled_between_requests_still_gets_its_answer(runs: Runs) -> None:
+    """A Node client whose event loop stalls between two requests (a loaded machine) reuses its idle
+    connection; the server must not have closed it. With uvicorn's default 5 s keep-alive this failed
+    with 'fetch failed' (UND_ERR_SOCKET: other side closed), as CI once saw from the inspector."""
+    result = runs.get("inspector", "http stalled").json()
+    assert result == {"stalled_ms": STALL_MS, "isError": False, "verdict": "malicious"}
 
 
 def test_inspector_invalid_indicator_is_a_tool_error(runs: Runs) -> None:
