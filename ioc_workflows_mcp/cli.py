@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import traceback
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_BUG = 70  # EX_SOFTWARE: an error of ours, not of the input or an upstream
 WORKFLOWS = ("enrich", "pivot", "correlate", "investigate", "full")
 
 DESCRIPTION = f"""\
@@ -131,8 +133,13 @@ def _days(text: str) -> int:
     return value
 
 
+_tracebacks = False  # --log-level DEBUG: an internal error prints its traceback
+
+
 def _setup_logging(level: str | None, config: Config | None) -> None:
+    global _tracebacks
     chosen = level or (config.settings.log_level if config else "WARNING")
+    _tracebacks = chosen.upper() == "DEBUG"
     logging.basicConfig(stream=sys.stderr, level=chosen.upper(), format="%(levelname)s %(name)s: %(message)s")
     if config is not None and config.secrets:
         redacting = _RedactingFilter(config)
@@ -157,6 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ioc-workflows-mcp: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # upstream trouble is data in the result; what lands here is a bug of ours
+        if _tracebacks:
+            traceback.print_exc(file=sys.stderr)
+        print(
+            f"ioc-workflows-mcp: internal error (a bug, please report it): {type(exc).__name__}: {exc}\n"
+            "  the traceback: run again with --log-level DEBUG",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -167,3 +167,22 @@ def test_serve_streamable_http(tmp_path: Path) -> None:
         assert data["gti_analysis"]["verdict"] == "suspicious"
         assert data["data_mode"] == "offline-fixtures"
     assert "DATA MODE offline-fixtures" in served.err.read_text()
+
+
+def test_an_internal_error_is_one_clear_line_and_exit_70(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug of ours (not bad input, not an upstream failure) gives a line that says so, not a traceback;
+    --log-level DEBUG shows the traceback."""
+    from ioc_workflows_mcp import cli
+
+    def broken(*_args: object, **_kwargs: object) -> int:
+        raise KeyError("url:abc")
+
+    monkeypatch.setattr(cli, "_analyze", broken)
+    assert cli.main(["analyze", "secure-update.example.net"]) == 70
+    err = capsys.readouterr().err
+    assert "internal error (a bug, please report it): KeyError: 'url:abc'" in err
+    assert "Traceback" not in err
+    assert cli.main(["--log-level", "DEBUG", "analyze", "secure-update.example.net"]) == 70
+    assert "Traceback" in capsys.readouterr().err
