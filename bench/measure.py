@@ -137,8 +137,11 @@ async def m_enrich(opts: argparse.Namespace) -> dict[str, Any]:
     return {
         "indicator": value,
         "runs": opts.runs,
-        "upstream_calls": {"ours": median(calls_ours), "baseline": len(replay), "per_tool": common.per_tool(
-            [common.Call(u, t, a, 0) for u, t, a in replay])},
+        "upstream_calls": {
+            "ours": median(calls_ours),
+            "baseline": len(replay),
+            "per_tool": common.per_tool([common.Call(u, t, a, 0) for u, t, a in replay]),
+        },
         "ours_ms": {"median": m_ours, "all": ours},
         "ours_mcp_http_ms": {"median": median(ours_mcp), "all": ours_mcp},
         "baseline_sequential_ms": {"median": median(baseline), "all": baseline},
@@ -177,7 +180,11 @@ async def _pivot_runs(pool: Any, config: Any, log: CallLog, depth: int, runs: in
         reps.append(common.repeated(made))
         per_tool = common.per_tool(made)
         budget = result.budget.model_dump(mode="json")
+        lists = len(result.graph.relationship_sets)
     expanded = budget.get("entities_expanded") or 0
+    # gti-mcp returns one relationship of one entity per call, so expanding an entity costs one call per
+    # relationship asked for (6 for a domain): the floor is those lists plus the indicator's own report.
+    floor = lists + 1
     return {
         "wall_ms": {"median": median(walls), "all": walls},
         "upstream_calls": median(calls),
@@ -186,7 +193,10 @@ async def _pivot_runs(pool: Any, config: Any, log: CallLog, depth: int, runs: in
         "entities_in_graph": budget.get("entities_in_graph"),
         "per_level": budget.get("per_level"),
         "cut_reasons": budget.get("cut_reasons"),
-        "calls_over_minimum": ratio(median(calls), expanded),
+        "calls_per_entity_expanded": ratio(median(calls), expanded),
+        "relationship_lists": lists,
+        "minimum_calls": floor,
+        "calls_over_minimum": ratio(median(calls), floor),
         "repeated_calls": median(reps),
         "upstream_rounds": median(rounds),
         "per_tool": per_tool,
@@ -197,25 +207,35 @@ async def m_pivot(opts: argparse.Namespace) -> dict[str, Any]:
     from ioc_workflows_mcp.upstream.pool import UpstreamPool
 
     lat = opts.latency_ms / 1000
-    wide = Path(tempfile.mkdtemp(prefix="bench-cfg-")) / "cap16.json"
-    wide.write_text(json.dumps({"settings": {"max_concurrency": 16}}))
+    configs = {}
+    for cap in (4, 64):
+        path = Path(tempfile.mkdtemp(prefix="bench-cfg-")) / f"cap{cap}.json"
+        path.write_text(json.dumps({"settings": {"upstreams": {"gti": {"max_concurrency": cap}}}}))
+        configs[cap] = str(path)
     out: dict[str, Any] = {"indicator": "secure-update.example.net", "runs": opts.runs, "latency_ms": opts.latency_ms}
-    async with UpstreamPool(_load()) as pool, UpstreamPool(_load(str(wide))) as pool16:
+    async with (
+        UpstreamPool(_load()) as pool,
+        UpstreamPool(_load(configs[4])) as pool4,
+        UpstreamPool(_load(configs[64])) as pool64,
+    ):
+        out["gti_max_concurrency"] = pool.config.settings.policy("gti").max_concurrency
+        pools = {"default": pool, "cap4": pool4, "cap64": pool64}
         logs = {}
-        for name, p in (("cap4", pool), ("cap16", pool16)):
+        for name, p in pools.items():
             logs[name] = CallLog()
             logs[name].install(p)
             await _pivot_runs(p, p.config, logs[name], 1, 1, lat)  # start the upstreams
         for depth in (2, 3):
-            row = await _pivot_runs(pool, pool.config, logs["cap4"], depth, opts.runs, lat)
-            wide_row = await _pivot_runs(pool16, pool16.config, logs["cap16"], depth, opts.runs, lat)
+            row = await _pivot_runs(pool, pool.config, logs["default"], depth, opts.runs, lat)
             row["wall_over_depth_x_latency"] = ratio(row["wall_ms"]["median"], depth * opts.latency_ms)
-            row["with_max_concurrency_16"] = {
-                "wall_ms": wide_row["wall_ms"]["median"],
-                "wall_over_depth_x_latency": ratio(wide_row["wall_ms"]["median"], depth * opts.latency_ms),
-                "upstream_rounds": wide_row["upstream_rounds"],
-                "upstream_calls": wide_row["upstream_calls"],
-            }
+            for name in ("cap4", "cap64"):
+                other = await _pivot_runs(pools[name], pools[name].config, logs[name], depth, opts.runs, lat)
+                row[f"with_gti_max_concurrency_{name[3:]}"] = {
+                    "wall_ms": other["wall_ms"]["median"],
+                    "wall_over_depth_x_latency": ratio(other["wall_ms"]["median"], depth * opts.latency_ms),
+                    "upstream_rounds": other["upstream_rounds"],
+                    "upstream_calls": other["upstream_calls"],
+                }
             out[f"depth{depth}"] = row
     return out
 
@@ -308,8 +328,12 @@ async def m_correlate(opts: argparse.Namespace) -> dict[str, Any]:
     value = "secure-update.example.net"
     indicator = Indicator.parse(value)
     lat = opts.latency_ms / 1000
-    out: dict[str, Any] = {"indicator": value, "cases": opts.cases, "scope": "comprehensive (365 days)",
-                           "latency_ms": opts.latency_ms}
+    out: dict[str, Any] = {
+        "indicator": value,
+        "cases": opts.cases,
+        "scope": "comprehensive (365 days)",
+        "latency_ms": opts.latency_ms,
+    }
     async with UpstreamPool(_load()) as pool:
         log = CallLog()
         log.install(pool)
@@ -322,8 +346,9 @@ async def m_correlate(opts: argparse.Namespace) -> dict[str, Any]:
             for _ in range(runs):
                 before, mark = common.pool_calls(pool), log.mark()
                 t0 = time.perf_counter()
-                result = await correlate(indicator, Sources.from_pool(pool, pool.config), "comprehensive",
-                                         narrow=narrow)
+                result = await correlate(
+                    indicator, Sources.from_pool(pool, pool.config), "comprehensive", narrow=narrow
+                )
                 walls.append(ms(time.perf_counter() - t0))
                 calls.append(sum(common.delta(before, common.pool_calls(pool)).values()))
                 made = log.since(mark)
@@ -404,8 +429,12 @@ async def m_overhead(opts: argparse.Namespace) -> dict[str, Any]:
         ind = Indicator.parse(value)
         await enrich(ind, sources)
         res = await pivot(ind, sources, pivot_depth=2)
-        inproc: dict[str, list[float]] = {"enrich_cached": [], "pivot2_cached": [], "enrich_dump": [],
-                                          "pivot2_dump": []}
+        inproc: dict[str, list[float]] = {
+            "enrich_cached": [],
+            "pivot2_cached": [],
+            "enrich_dump": [],
+            "pivot2_dump": [],
+        }
         for _ in range(opts.calls // 2):
             t0 = time.perf_counter()
             e = await enrich(ind, sources)
@@ -482,16 +511,21 @@ def _saturation(levels: list[dict[str, Any]]) -> int | None:
 async def m_throughput(opts: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"seconds_per_level": opts.seconds, "transport": "streamable HTTP, 127.0.0.1"}
     for label, latency in (("latency_default", opts.latency_ms), ("latency_0", 0.0)):
-        env = common.product_env(IOC_STANDIN_LATENCY_MS=str(latency),
-                                 IOC_STANDIN_JITTER_MS=str(opts.jitter_ms if latency else 0))
+        env = common.product_env(
+            IOC_STANDIN_LATENCY_MS=str(latency), IOC_STANDIN_JITTER_MS=str(opts.jitter_ms if latency else 0)
+        )
         levels = []
         with common.HttpServer(env) as server:
             counter = [0]
             await _load_level(server.url, 1, 0.5, counter)  # start the upstreams
             for sessions in opts.sessions:
                 levels.append(await _load_level(server.url, sessions, opts.seconds, counter))
-        out[label] = {"latency_ms": latency, "levels": levels, "saturates_at_sessions": _saturation(levels),
-                      "peak_analyses_per_s": max(level["analyses_per_s"] for level in levels)}
+        out[label] = {
+            "latency_ms": latency,
+            "levels": levels,
+            "saturates_at_sessions": _saturation(levels),
+            "peak_analyses_per_s": max(level["analyses_per_s"] for level in levels),
+        }
     return out
 
 
@@ -503,8 +537,10 @@ async def m_startup(opts: argparse.Namespace) -> dict[str, Any]:
     from mcp.client.stdio import stdio_client
 
     value = "secure-update.example.net"
-    rows: dict[str, list[float]] = {k: [] for k in ("initialize", "tools_list", "first_enrich", "second_enrich",
-                                                    "first_correlate", "second_correlate")}
+    rows: dict[str, list[float]] = {
+        k: []
+        for k in ("initialize", "tools_list", "first_enrich", "second_enrich", "first_correlate", "second_correlate")
+    }
     params = StdioServerParameters(command=common.CONSOLE, args=[], env=common.product_env())
     with open(os.devnull, "w") as devnull:
         for _ in range(opts.runs):
