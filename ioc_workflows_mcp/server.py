@@ -301,7 +301,7 @@ def build_server(config: Config | None = None) -> MCPServer:
         """Pivot from one indicator through Google Threat Intelligence relationships, to depth 1-3, and attribute it.
 
         Explores breadth first, level by level, best entities first (malicious, suspicious, unknown, clean),
-        each level's calls at once, every entity expanded once at most, within a budget (default 60 upstream
+        each level's calls at once, every entity expanded once at most, within a budget (default 150 upstream
         calls, 10 entities per level, 200 entities, 20 items per relationship) that the result reports as used,
         with why the graph was cut. Never expands through private/reserved/documentation addresses, the bundled
         known-benign list (public resolvers, CDN front ends, empty-file hashes), GTI-benign or CDN-tagged

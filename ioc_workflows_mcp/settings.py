@@ -61,6 +61,10 @@ class UpstreamPolicy(BaseModel):
 # google-secops-mcp answers one call at a time (its async tools block on a synchronous SDK), so the calls of
 # one enrichment would queue behind each other on a single process; three processes let them run together.
 DEFAULT_PROCESSES = {"secops": 3}
+# gti-mcp serves calls concurrently (vt-py over aiohttp, one HTTP request per call), and one pivot level
+# asks it for up to max_entities_per_level x 6 relationship lists at once: 16 at a time keeps a level to a
+# few round trips. The other servers get 4.
+DEFAULT_CONCURRENCY = {"gti": 16}
 
 
 class CacheSettings(BaseModel):
@@ -76,7 +80,12 @@ class Settings(BaseModel):
 
     call_timeout_seconds: float = Field(default=30, gt=0)
     startup_timeout_seconds: float = Field(default=60, gt=0)
-    max_concurrency: int = Field(default=4, ge=1, le=64)
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Calls in flight per upstream; null means 16 for gti and 4 for the others.",
+    )
     # Upstream call policy (ioc_workflows_mcp/upstream/policy.py); each can be set per upstream too.
     max_retries: int = Field(
         default=2,
@@ -150,6 +159,8 @@ class Settings(BaseModel):
         }
         if merged["rate_limit_max_wait_seconds"] is None:
             merged["rate_limit_max_wait_seconds"] = merged["call_timeout_seconds"]
+        if merged["max_concurrency"] is None:
+            merged["max_concurrency"] = DEFAULT_CONCURRENCY.get(upstream, 4)
         if merged["processes"] is None:
             merged["processes"] = DEFAULT_PROCESSES.get(upstream, 1)
         return UpstreamPolicy(**merged)

@@ -62,8 +62,29 @@ STAGE2 = "relay.secure-update.example.org"
 RELAY_URL_ID = "49b1135ed3b60971f7b385af56ad1823a0fd34656756e20c541badd39586abbe"
 HUB = "share.example.org"
 IMPLANT = "767fde2de1d2e4c31f65343d56df373d9a6489de5d2fecdd928781ba19c2a85b"
+IMPLANT_MD5 = "5a8005d475e15451b6ade0a9a181f4cf"
 CDN = "104.18.32.7"
 HUB_REASON = f"reached only through a hub: {HUB} communicating_files returned 20 items"
+
+# Entities GTI returned only inside the indicator's relationship lists (no relationships of their own in the
+# fixtures): whole objects, so known to GTI and expanded without a report; they discover nothing.
+INLINE_FILES = (
+    "40ee050780a8ae6b3b110c46275adc7eabd971c1b052922b86a7ec42e9f77639",
+    "483186172c7748d0473c308e7fc8dba7e5a84394430bb54e6f362b7e252fd28f",
+)
+INLINE_URLS = (
+    "59e84a2d09d64db43a47b2d7ba12d88b65e1030be3574d1427303496c8682c9f",
+    "ff1a3ce3af864d2e55885ef644895d3b800e7b52e2d7f323506c20a05fdedcad",
+)
+SUSPICIOUS_SUBDOMAINS = ("node010.secure-update.example.net", "node020.secure-update.example.net")
+DEPTH1_EXPANDED = {
+    f"file:{DROPPER}",
+    f"file:{PAYLOAD}",
+    f"url:{PAYLOAD_URL_ID}",
+    *(f"file:{h}" for h in INLINE_FILES),
+    *(f"url:{u}" for u in INLINE_URLS),
+    *(f"domain:{d}" for d in SUSPICIOUS_SUBDOMAINS),
+}
 
 
 @pytest.fixture(scope="module")
@@ -181,12 +202,8 @@ async def test_depth_2_exact_graph_benign_leaves_and_paths(client: Client) -> No
     two = await call(client, "pivot_ioc", ioc_value=DOMAIN, pivot_depth=2)
     assert (len(two["graph"]["nodes"]), len(two["graph"]["edges"])) == (50, 63)
     nodes = nodes_by_key(two)
-    assert {k for k, n in nodes.items() if n["expanded"]} == {
-        f"domain:{DOMAIN}",
-        f"file:{DROPPER}",
-        f"file:{PAYLOAD}",
-        f"url:{PAYLOAD_URL_ID}",
-    }
+    # the 7 malicious files and URLs, then the 2 suspicious subdomains (best first, 10 per level at most)
+    assert {k for k, n in nodes.items() if n["expanded"]} == {f"domain:{DOMAIN}", *DEPTH1_EXPANDED}
     assert {k for k, n in nodes.items() if n["depth"] == 2} == {
         "domain:example.com",
         "ip:8.8.8.8",
@@ -226,10 +243,14 @@ async def test_depth_2_exact_graph_benign_leaves_and_paths(client: Client) -> No
         "Fake Software Update Campaign 2025",
     )
     assert two["confidence_assessment"]["attribution_confidence"]["score"] == 65  # 2 paths (55) + direct (10)
-    assert issued(two) == 35  # 7 + 10 vetting reports + 3 x 6 relationships
+    # 7 + 9 x 6 relationships + 1 report: the CDN address came from a resolution (detection counts only), so
+    # it is vetted with its own report, which says benign. Entities that came whole are never vetted.
+    assert issued(two) == 62
+    vetted = [p["arguments"] for p in two["graph"]["section"]["provenance"] if p["tool"].endswith("_report")]
+    assert vetted == [{"domain": DOMAIN}, {"ip_address": CDN}]
     assert two["budget"]["per_level"] == [
         {"depth": 0, "expanded": 1, "discovered": 44},
-        {"depth": 1, "expanded": 3, "discovered": 5},
+        {"depth": 1, "expanded": 9, "discovered": 5},
     ]
     assert two["budget"]["cut"] is True and two["budget"]["cut_reasons"]
     assert_no_entity_expanded_twice(two)
@@ -249,14 +270,12 @@ async def test_depth_3_reaches_the_second_stage_shared_infrastructure_hub_and_se
     nodes = nodes_by_key(three)
     assert {k for k, n in nodes.items() if n["expanded"]} == {
         f"domain:{DOMAIN}",
-        f"file:{DROPPER}",
-        f"file:{PAYLOAD}",
-        f"url:{PAYLOAD_URL_ID}",
+        *DEPTH1_EXPANDED,
         f"domain:{STAGE2}",
         f"url:{RELAY_URL_ID}",
         f"domain:{HUB}",
     }
-    assert issued(three) == 56  # depth 2's 35 + 3 x (a vetting report + 6 relationships)
+    assert issued(three) == 80  # depth 2's 62 + 3 x 6 relationships (all three came whole: no report)
     assert three["budget"]["per_level"][2] == {"depth": 2, "expanded": 3, "discovered": 24}
     depth3 = {k for k, n in nodes.items() if n["depth"] == 3}
     hub_files = {k for k in depth3 if nodes[k]["not_expanded_reason"] == HUB_REASON}
@@ -334,8 +353,12 @@ async def test_a_hub_below_the_indicator_keeps_its_targets_unexpanded(client: Cl
     hub_files = [k for k, n in nodes.items() if n["not_expanded_reason"] == HUB_REASON]
     assert len(hub_files) == 20 and all(nodes[k]["depth"] == 2 for k in hub_files)
     assert not any(s["source"] in hub_files for s in data["graph"]["relationship_sets"])
-    assert {c["name"]: c["paths"] for c in data["campaign_context"]["candidates"]}["Operation Quiet Relay"] == 2
-    assert data["campaign_context"]["campaign_name"] == "Fake Software Update Campaign 2025"
+    campaign = data["campaign_context"]
+    paths = {c["name"]: c["paths"] for c in campaign["candidates"]}
+    # from the dropper, the implant is expanded too: both campaigns have 3 paths, and neither is picked
+    assert (paths["Operation Quiet Relay"], paths["Fake Software Update Campaign 2025"]) == (3, 3)
+    assert campaign["campaign_name"] is None and campaign["threat_actor"] == "TA-EXAMPLE-07"
+    assert "ambiguous" in campaign["section"]["null_fields"]["campaign_name"]
 
 
 async def test_analyze_ioc_pivot_is_pivot_ioc(client: Client) -> None:
@@ -474,13 +497,13 @@ class InProcessPool:
         return ToolOutput(bool(result.is_error), texts, structured, has)
 
 
-def in_process_sources(pool: Any) -> Sources:
+def in_process_sources(pool: Any, settings: Settings | None = None) -> Sources:
     flights = SingleFlight()
     return Sources(
         gti=GtiFacade(pool, None, flights),
         siem=SiemFacade(pool, None, flights),
         soar=SoarFacade(pool, None, flights),
-        settings=Settings(),
+        settings=settings or Settings(),
         data_mode="offline-fixtures",
     )
 
@@ -490,6 +513,68 @@ async def standin() -> AsyncIterator[tuple[Backends, InProcessPool]]:
     backends = Backends.load()
     async with Client(gti_server.build_server(backends)) as c:
         yield backends, InProcessPool(c)
+
+
+async def test_the_indicator_report_and_relationships_are_one_round_trip(
+    standin: tuple[Backends, InProcessPool],
+) -> None:
+    """Depth 0 asks for the report and the 6 relationship lists at once: all 7 are in flight together."""
+    _, pool = standin
+    in_flight, most = 0, 0
+    call = pool.call
+
+    async def counting(upstream: str, tool: str, arguments: dict[str, Any]) -> ToolOutput:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await anyio.sleep(0.05)
+            return await call(upstream, tool, arguments)
+        finally:
+            in_flight -= 1
+
+    pool.call = counting  # type: ignore[method-assign]
+    result = await pivot(Indicator.parse(DOMAIN), in_process_sources(pool), 1)
+    assert result.budget.calls == 7 and most == 7
+    assert result.direct_relationships.section.status is Status.OK
+
+
+@pytest.mark.parametrize(("rate_limited", "calls"), [(False, 7), (True, 1)])
+async def test_an_unknown_indicator_is_not_found_and_costs_one_call_under_a_rate_limit(
+    standin: tuple[Backends, InProcessPool], rate_limited: bool, calls: int
+) -> None:
+    """Unlimited, the relationship calls go out with the report and are wasted on an unknown indicator;
+    with a per-minute quota the report goes first and nothing else is asked."""
+    _, pool = standin
+    settings = Settings.model_validate({"upstreams": {"gti": {"requests_per_minute": 4}}} if rate_limited else {})
+    result = await pivot(Indicator.parse("never-seen.example.com"), in_process_sources(pool, settings), 2)
+    assert len(pool.calls) == calls and pool.calls[0] == ("get_domain_report", {"domain": "never-seen.example.com"})
+    section = result.direct_relationships.section
+    assert section.status is Status.NOT_FOUND and "nothing to pivot from" in (section.reason or "")
+    assert result.errors == [] and result.graph.relationship_sets == []
+    assert [node.key for node in result.graph.nodes] == ["domain:never-seen.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        ("https://login.example.net/reset", "url:f668117678dcef5ef5e5c5bd9e521d3bdcdb7ca6005e51d4a6124b1ca2dfec97"),
+        (IMPLANT_MD5, f"file:{IMPLANT}"),
+    ],
+)
+async def test_a_url_or_md5_indicator_is_keyed_by_its_gti_id(
+    standin: tuple[Backends, InProcessPool], value: str, key: str
+) -> None:
+    """GTI names URLs and files by their sha256: the indicator's node takes that id once its report comes
+    back, while its relationship lists, asked for at the same time, still land on it."""
+    _, pool = standin
+    result = await pivot(Indicator.parse(value), in_process_sources(pool), 1)
+    root = result.graph.nodes[0]
+    assert (root.key, root.depth, root.expanded) == (key, 0, True)
+    sets = [s for s in result.graph.relationship_sets if s.source == key]
+    assert len(sets) == 6 and all(s.status == "ok" for s in sets)
+    assert all(edge.source == key for edge in result.graph.edges if edge.target != key)
+    assert result.direct_relationships.section.status is Status.OK and result.errors == []
 
 
 async def test_paging_follows_the_cursor(standin: tuple[Backends, InProcessPool]) -> None:
@@ -519,13 +604,13 @@ async def test_identical_concurrent_pivots_share_calls(standin: tuple[Backends, 
     _, pool = standin
     single = await pivot(Indicator.parse(DOMAIN), in_process_sources(pool), 2)
     alone = len(pool.calls)
-    assert alone == single.budget.calls == 35
+    assert alone == single.budget.calls == 62
     distinct_entities = {
         (tool, args.get("domain") or args.get("ip_address") or args.get("hash") or args.get("url") or args.get("id"))
         for tool, args in pool.calls
         if not tool.startswith("get_entities_related")
     }
-    assert len(distinct_entities) == 11  # the indicator's report + 10 vetting reports, each entity once
+    assert distinct_entities == {("get_domain_report", DOMAIN), ("get_ip_address_report", CDN)}  # each once
     pool.calls.clear()
     sources = in_process_sources(pool)
     results: list[Any] = []

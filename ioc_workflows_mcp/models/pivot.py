@@ -29,7 +29,7 @@ class PivotBudget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_calls: int = Field(
-        default=60, ge=1, le=1000, description="Upstream calls in all (reports, relationships, collections)."
+        default=150, ge=1, le=1000, description="Upstream calls in all (reports, relationships, collections)."
     )
     max_entities_per_level: int = Field(
         default=10, ge=1, le=200, description="Entities expanded (their relationships fetched) in one level."

@@ -210,6 +210,10 @@ class _RelationshipList:
     def __len__(self) -> int:
         return int(self._synthetic["count"]) if self._synthetic else len(self._entries)
 
+    @property
+    def synthetic(self) -> bool:
+        return self._synthetic is not None
+
     def slice(self, start: int, stop: int) -> list[dict[str, Any]]:
         if self._synthetic:
             return [_synthetic_object(self._synthetic, i) for i in range(start, min(stop, len(self)))]
@@ -320,7 +324,19 @@ class VirusTotalAPI(_FaultableAPI):
             api._relationships[(collection, owner["id"], record["relationship"])] = _RelationshipList(
                 record.get("data"), record.get("synthetic")
             )
+        api._know_inline_objects()
         return api
+
+    def _know_inline_objects(self) -> None:
+        """VirusTotal returns a full object in a relationship list only for an object it has: such an entry
+        is served as that object's report too (with no recorded relationships of its own)."""
+        for related in list(self._relationships.values()):
+            for entry in related.slice(0, len(related) if not related.synthetic else 0):
+                collection = _TYPE_TO_COLLECTION.get(str(entry.get("type")))
+                if collection is None or "attributes" not in entry:
+                    continue
+                if self._resolve(collection, str(entry["id"])) is None:
+                    self.add_object(collection, {k: entry[k] for k in ("id", "type", "attributes")})
 
     def add_object(self, collection: str, data: dict[str, Any]) -> None:
         oid = data["id"]

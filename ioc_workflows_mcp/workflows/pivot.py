@@ -174,6 +174,7 @@ class _Node:
     leaf_kind: str | None = None
     expanded: bool = False
     vetted: bool = False
+    own_data: bool = False  # its own GTI object came with it (not a resolution's summary): no report needed
     gti_id: str | None = None
     sets_ok: int = 0
     sets_failed: int = 0
@@ -382,10 +383,12 @@ class _Graph:
             key = f"{kind}:{oid}"
             if key == source.key:
                 continue
+            own_data = obj.get("type") != "resolution" and bool(attrs)
             existing = self.nodes.get(key)
             if existing is not None:
                 for name, item in attrs.items():
                     existing.attrs.setdefault(name, item)
+                existing.own_data = existing.own_data or own_data
                 if existing.verdict is None:
                     existing.judge()
                 if existing.depth == depth and not hub and existing.leaf_kind == "hub":
@@ -395,7 +398,7 @@ class _Graph:
                 kept += 1
                 continue
             node = _Node(key=key, type=kind, id=oid, value=value, depth=depth, attrs=dict(attrs), lookup=lookup)
-            node.edge_date = date
+            node.edge_date, node.own_data = date, own_data
             node.judge()
             if kind != "collection":
                 reason = self.filter_reason(node)
@@ -483,7 +486,8 @@ def _select(
     run: _Run, graph: _Graph, frontier: list[_Node], rels: dict[str, tuple[str, ...]], depth: int
 ) -> list[_Node]:
     """Phase 1 of a level: the entities to look at, best first, within the per-level cap. Below the
-    indicator each costs one vetting call now, so each needs room for it and one relationship call."""
+    indicator, one that came without its own GTI object (a resolution's summary) costs one vetting call
+    now, so it needs room for that and one relationship call."""
     budget = graph.budget
     chosen: list[_Node] = []
     expandable = [n for n in frontier if n.reason is None]
@@ -496,7 +500,7 @@ def _select(
                 "budget", f"budget: max_entities_per_level ({budget.max_entities_per_level}) reached at depth {depth}"
             )
             continue
-        vet = depth > 0
+        vet = _needs_report(node, depth)
         if budget.max_calls - run.planned < (2 if vet else 1):
             node.leaf("budget", f"budget: max_calls ({budget.max_calls}) reached")
             continue
@@ -530,22 +534,87 @@ def _allot(
     return work
 
 
-async def _level(
-    run: _Run, graph: _Graph, frontier: list[_Node], rels: dict[str, tuple[str, ...]], depth: int
-) -> list[_Node]:
-    """Expand one level; returns the nodes discovered at depth + 1."""
-    chosen = _select(run, graph, frontier, rels, depth)
-    await run.report_progress(f"depth {depth + 1}: looking at {len(chosen)} entities")
-    if depth > 0 and chosen:
-        async with anyio.create_task_group() as tg:
-            for node in chosen:
-                tg.start_soon(_vet, run, node)
-    work = _allot(run, graph, chosen, rels)
+def _needs_report(node: _Node, depth: int) -> bool:
+    """Below the indicator, an entity is vetted with its own report only when its GTI object did not come
+    with the relationship that found it (``descriptors_only=False`` returns whole objects, verdict and
+    tags included; a resolution carries only detection counts)."""
+    return depth > 0 and not node.own_data
+
+
+async def _fetch(run: _Run, graph: _Graph, work: list[tuple[_Node, tuple[str, ...]]]) -> dict[Any, Any]:
+    """All relationship calls of one level at once (the pool's cap bounds them)."""
     results: dict[Any, Any] = {}
     async with anyio.create_task_group() as tg:
         for node, names in work:
             for name in names:
                 tg.start_soon(_expand_one, run, graph, node, name, results)
+    return results
+
+
+async def _level(
+    run: _Run, graph: _Graph, frontier: list[_Node], rels: dict[str, tuple[str, ...]], depth: int
+) -> list[_Node]:
+    """Expand one level below the indicator; returns the nodes discovered at depth + 1.
+
+    The calls are allotted first, best entities first; then every entity runs at once: one that needs
+    vetting asks for its report and fetches its relationships only if it stays expandable (the calls it
+    had been allotted are then not made), the others fetch theirs straight away. So a level costs the
+    round trips of its slowest entity, not a vetting phase plus a relationship phase."""
+    chosen = _select(run, graph, frontier, rels, depth)
+    await run.report_progress(f"depth {depth + 1}: looking at {len(chosen)} entities")
+    work = _allot(run, graph, chosen, rels)
+    results: dict[Any, Any] = {}
+
+    async def one(node: _Node, names: tuple[str, ...]) -> None:
+        if _needs_report(node, depth):
+            await _vet(run, node)
+            if node.reason is not None:  # vetting made it a leaf
+                run.planned -= len(names)
+                return
+        async with anyio.create_task_group() as tg:
+            for name in names:
+                tg.start_soon(_expand_one, run, graph, node, name, results)
+
+    async with anyio.create_task_group() as tg:
+        for node, names in work:
+            tg.start_soon(one, node, names)
+    return await _absorb_level(run, graph, [(n, names) for n, names in work if n.reason is None], results, depth)
+
+
+async def _root_level(run: _Run, graph: _Graph, root: _Node, rels: dict[str, tuple[str, ...]]) -> list[_Node]:
+    """Depth 0: the indicator's report and its relationship lists, fetched together (one round trip, not
+    two), since the indicator is expanded whatever its verdict. Only an indicator GTI does not know wastes
+    the relationship calls; so when a rate limit is configured for gti (every call counts), the report
+    goes first and an unknown indicator costs one call."""
+    run.planned += 1
+    work = _allot(run, graph, [root], rels)
+    await run.report_progress("fetching the indicator's report and relationships")
+    if run.sources.settings.policy("gti").requests_per_minute is None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_vet, run, root)
+            results = await _fetch(run, graph, work)
+    else:
+        await _vet(run, root)
+        results = {} if root.leaf_kind == "not_found" else await _fetch(run, graph, work)
+    if root.leaf_kind in ("gti_benign", "shared_tag"):
+        root.reason = root.leaf_kind = None  # the caller asked for this one; hubs under it are still leaves
+    if root.leaf_kind == "not_found":
+        run.planned = run.done  # its relationships are not read (or not even asked for)
+        return []
+    if root.gti_id and root.type in ("file", "url") and root.gti_id != root.id:
+        # GTI keys files by sha256 and URLs by their sha256 id: so do edges pointing back at the indicator.
+        old_key = root.key
+        del graph.nodes[old_key]
+        root.id, root.key = root.gti_id, f"{root.type}:{root.gti_id}"
+        graph.nodes[root.key] = root
+        results = {(root.key if key == old_key else key, name): value for (key, name), value in results.items()}
+    return await _absorb_level(run, graph, work, results, 0)
+
+
+async def _absorb_level(
+    run: _Run, graph: _Graph, work: list[tuple[_Node, tuple[str, ...]]], results: dict[Any, Any], depth: int
+) -> list[_Node]:
+    """The level's answers into the graph, in a deterministic order; returns the nodes discovered."""
     before = set(graph.nodes)
     for node, names in work:  # deterministic: priority order, then relationship order
         node.expanded = True
@@ -757,28 +826,17 @@ async def pivot(
     elif not rels.get(family):
         raise PivotArgumentError(f"relationships: none of the requested names applies to a {family}")
     else:
-        run.planned += 1
-        await run.report_progress("fetching the indicator's report")
-        await _vet(run, root)
-        if root.leaf_kind in ("gti_benign", "shared_tag"):
-            root.reason = root.leaf_kind = None  # the caller asked for this one; hubs under it are still leaves
+        frontier = await _root_level(run, graph, root, rels)
+        run.root_calls = len(run.trace.calls)
         if root.leaf_kind == "not_found":
             root_status, root_reason = (
                 Status.NOT_FOUND,
                 "not known to Google Threat Intelligence: nothing to pivot from",
             )
-        if root.gti_id and root.type in ("file", "url") and root.gti_id != root.id:
-            # GTI keys files by sha256 and URLs by their sha256 id: so do edges pointing back at the indicator.
-            del graph.nodes[root.key]
-            root.id, root.key = root.gti_id, f"{root.type}:{root.gti_id}"
-            graph.nodes[root.key] = root
-        frontier = [root] if root.reason is None else []
-        for depth in range(pivot_depth):
+        for depth in range(1, pivot_depth):
             if not frontier:
                 break
             frontier = await _level(run, graph, frontier, rels, depth)
-            if depth == 0:
-                run.root_calls = len(run.trace.calls)
         for node in frontier:
             if node.reason is None and node.type != "collection":
                 node.leaf("depth", f"depth limit: pivot_depth={pivot_depth}")
