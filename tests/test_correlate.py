@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -146,6 +147,46 @@ async def test_malicious_domain_cases_casing_and_defanged(sources: Sources) -> N
     )
     assert result.risk_assessment.recurrence_risk == "high"
     assert result.errors == []
+
+
+@pytest.mark.anyio
+async def test_soar_calls_overlap_search_with_page_one_and_next_page_with_checks() -> None:
+    """The entity search and the first page of cases are asked for together, and each next page loads
+    while the cases of the page before are checked (the order of starts and ends of the SOAR calls)."""
+    config = load_config(None)
+    async with UpstreamPool(config) as pool:
+        events: list[tuple[str, str, str | None]] = []
+        first_page: set[str] = set()
+        call = pool.call
+
+        async def recording(upstream: str, tool: str, arguments: dict[str, Any]) -> Any:
+            tag = arguments.get("next_page_token") or arguments.get("case_id") or arguments.get("term")
+            events.append(("start", tool, tag))
+            try:
+                output = await call(upstream, tool, arguments)
+                if tool == "list_cases" and not tag:
+                    first_page.update(str(case["id"]) for case in json.loads(output.texts[0])["cases"])
+                return output
+            finally:
+                events.append(("end", tool, tag))
+
+        pool.call = recording  # type: ignore[method-assign]
+        indicator = Indicator.parse("secure-update.example.net")
+        result = await correlate(indicator, Sources.from_pool(pool, config), "comprehensive")
+    soar = [event for event in events if event[1] in _SOAR_TOOLS]
+    assert sorted(tool for _, tool, _ in soar[:2]) == ["list_cases", "search_entity"], soar[:4]  # both in flight
+    page2 = soar.index(next(e for e in soar if e[:2] == ("start", "list_cases") and e[2]))
+    page1_checked = max(i for i, (kind, tool, tag) in enumerate(soar) if kind == "end" and tag in first_page)
+    assert page2 < page1_checked, "page 2 is asked for while page 1's cases are still being checked"
+    assert result.search_stats.pages_read >= 2 and result.errors == []
+
+
+_SOAR_TOOLS = {
+    "list_cases",
+    "search_entity",
+    "list_alert_group_identifiers_by_case",
+    "get_entities_by_alert_group_identifiers",
+}
 
 
 @pytest.mark.anyio

@@ -39,7 +39,7 @@ from ioc_workflows_mcp.models.correlate import (
 from ioc_workflows_mcp.upstream.base import CallTrace, aggregate, cap_untrusted
 from ioc_workflows_mcp.upstream.pool import UpstreamFailure
 from ioc_workflows_mcp.upstream.siem import AlertBlock, EntitySummary, UdmEvents, affected_systems
-from ioc_workflows_mcp.upstream.soar import SoarCase, SoarEntity
+from ioc_workflows_mcp.upstream.soar import CasePage, SoarCase, SoarEntity
 from ioc_workflows_mcp.workflows.enrich import indicator_info
 from ioc_workflows_mcp.workflows.sources import Sources
 
@@ -164,7 +164,7 @@ async def _scan_cases(
     matcher = EntityMatcher(indicator, aliases)
     case_cache = sources.case_entities
 
-    if narrow:
+    async def search() -> None:
         try:
             hits = await soar.search_entity(indicator.value, trace)
         except UpstreamFailure as failure:
@@ -173,6 +173,21 @@ async def _scan_cases(
             relevant = [hit for hit in hits if matcher.match(SoarEntity(hit.identifier, hit.entity_type, ""))]
             scan.expected = sum(hit.cases_count for hit in relevant)
             scan.narrowed = True
+
+    pages: dict[str | None, CasePage | UpstreamFailure] = {}
+
+    async def load(token: str | None) -> None:
+        """One page of cases; a failure is kept as the page's answer, to be reported where it is read."""
+        try:
+            pages[token] = await soar.list_cases(token, trace)
+        except UpstreamFailure as failure:
+            pages[token] = failure
+
+    # The entity search and the first page are independent: one round trip for both.
+    async with anyio.create_task_group() as tg:
+        if narrow:
+            tg.start_soon(search)
+        tg.start_soon(load, None)
 
     limiter = anyio.CapacityLimiter(CASE_CHECK_CONCURRENCY)
     entity_matches = 0
@@ -193,28 +208,34 @@ async def _scan_cases(
 
     token: str | None = None
     while True:
-        try:
-            page = await soar.list_cases(token, trace)
-        except UpstreamFailure as failure:
-            scan.status, scan.reason = failure.status, f"list_cases failed on page {scan.pages + 1}: {failure.message}"
+        page = pages.pop(token)
+        if isinstance(page, UpstreamFailure):
+            scan.status, scan.reason = page.status, f"list_cases failed on page {scan.pages + 1}: {page.message}"
             return scan
         scan.pages += 1
         scan.seen += len(page.cases)
         window = [case for case in page.cases if (_time(case.created) or window_start) >= window_start]
         scan.in_window += len(window)
+        older = [case for case in page.cases if (_time(case.created) or window_start) < window_start]
+        # Newest first: a page wholly older than the window is the last one read. Otherwise the next page
+        # is needed whatever this one holds, so it loads while this page's cases are checked.
+        token = page.next_token
+        last = not token or (bool(page.cases) and len(older) == len(page.cases))
         need_entities = not scan.narrowed or (scan.expected or 0) > entity_matches
         details: dict[str, tuple[list[str], list[SoarEntity]]] = {}
-        if need_entities and window:
-            try:
-                async with anyio.create_task_group() as tg:
+        try:
+            async with anyio.create_task_group() as tg:
+                if not last:
+                    tg.start_soon(load, token)
+                if need_entities:
                     for case in window:
                         tg.start_soon(check, case, details)
-            except* UpstreamFailure as group:
-                failure = group.exceptions[0]
-                assert isinstance(failure, UpstreamFailure)
-                scan.status = Status.DEGRADED
-                scan.reason = f"entity checks failed for some cases: {failure.message}"
-        elif window and scan.narrowed:
+        except* UpstreamFailure as group:
+            failure = group.exceptions[0]
+            assert isinstance(failure, UpstreamFailure)
+            scan.status = Status.DEGRADED
+            scan.reason = f"entity checks failed for some cases: {failure.message}"
+        if window and not need_entities:
             scan.stopped_early = True
         for case in window:
             reasons: list[MatchReason] = []
@@ -242,9 +263,7 @@ async def _scan_cases(
                         matched_by=reasons,
                     )
                 )
-        older = [case for case in page.cases if (_time(case.created) or window_start) < window_start]
-        token = page.next_token
-        if not token or (page.cases and len(older) == len(page.cases)):
+        if last:
             break
     return scan
 
