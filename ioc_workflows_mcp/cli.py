@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_BUG = 70  # EX_SOFTWARE: an error of ours, not of the input or an upstream
 WORKFLOWS = ("enrich", "pivot", "correlate", "investigate", "full")
+# analyze options -> the workflows that read them; any other workflow refuses them rather than ignore them
+_OPTION_WORKFLOWS = {
+    "depth": ("--depth", ("pivot", "investigate", "full")),
+    "scope": ("--scope", ("correlate", "investigate", "full")),
+    "lookback_days": ("--lookback-days", ("enrich", "correlate", "investigate", "full")),
+    "pivot_if": ("--pivot-if", ("investigate", "full")),
+}
 
 DESCRIPTION = f"""\
 ioc-workflows-mcp {__version__}: deterministic IOC enrich / pivot / correlate workflows as one MCP server,
@@ -90,14 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--scope",
         choices=["recent", "extended", "comprehensive"],
-        default="recent",
-        help="SOAR case window: 30, 90 or 365 days (correlate, investigate)",
+        default=None,
+        help="SOAR case window: 30, 90 or 365 days (correlate, investigate; default recent)",
     )
-    analyze.add_argument("--lookback-days", type=_days, default=30, metavar="N", help="SIEM window, 1-365 (default 30)")
+    analyze.add_argument(
+        "--lookback-days", type=_days, default=None, metavar="N", help="SIEM window, 1-365 (default 30)"
+    )
     analyze.add_argument(
         "--pivot-if",
         choices=["high_risk", "always", "never"],
-        default="high_risk",
+        default=None,
         help="investigate: pivot when the enrichment risk is critical/high (default), always, or never",
     )
     analyze.add_argument("--format", choices=["json", "markdown"], default="json")
@@ -262,7 +271,21 @@ def _port(text: str) -> int:
     return value
 
 
+def _inapplicable(args: argparse.Namespace) -> str | None:
+    """An option the chosen workflow does not read is a mistake to point out, not to ignore."""
+    for name, (flag, workflows) in _OPTION_WORKFLOWS.items():
+        if getattr(args, name) is not None and args.workflow not in workflows:
+            users = ", ".join(w for w in workflows if w != "full")
+            return f"{flag} applies to --workflow {users}, not {args.workflow}"
+    return None
+
+
 def _analyze(config: Config, args: argparse.Namespace) -> int:
+    problem = _inapplicable(args)
+    if problem:
+        print(f"ioc-workflows-mcp: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    scope, lookback, pivot_if = args.scope or "recent", args.lookback_days or 30, args.pivot_if or "high_risk"
     try:
         indicator = Indicator.parse(args.value, args.ioc_type)
     except IndicatorError as exc:
@@ -276,12 +299,12 @@ def _analyze(config: Config, args: argparse.Namespace) -> int:
         async with UpstreamPool(config) as pool:
             sources = Sources.from_pool(pool, config)
             if args.workflow == "enrich":
-                return await enrich(indicator, sources, args.lookback_days)
+                return await enrich(indicator, sources, lookback)
             if args.workflow == "pivot":
                 return await pivot(indicator, sources, args.depth or 1)
             if args.workflow == "correlate":
-                return await correlate(indicator, sources, args.scope, args.lookback_days)
-            return await investigate(indicator, sources, args.depth or 2, args.scope, args.lookback_days, args.pivot_if)
+                return await correlate(indicator, sources, scope, lookback)
+            return await investigate(indicator, sources, args.depth or 2, scope, lookback, pivot_if)
 
     try:
         result = anyio.run(run)

@@ -63,8 +63,9 @@ class UpstreamPolicy(BaseModel):
 DEFAULT_PROCESSES = {"secops": 3}
 # gti-mcp serves calls concurrently (vt-py over aiohttp, one HTTP request per call), and one pivot level
 # asks it for up to max_entities_per_level x 6 relationship lists at once: 16 at a time keeps a level to a
-# few round trips. The other servers get 4.
-DEFAULT_CONCURRENCY = {"gti": 16}
+# few round trips. secops-soar-mcp is async too (aiohttp), and correlate checks 8 cases at a time. secops
+# gets 4 over its 3 processes.
+DEFAULT_CONCURRENCY = {"gti": 16, "soar": 8}
 
 
 class CacheSettings(BaseModel):
@@ -84,7 +85,7 @@ class Settings(BaseModel):
         default=None,
         ge=1,
         le=64,
-        description="Calls in flight per upstream; null means 16 for gti and 4 for the others.",
+        description="Calls in flight per upstream; null means 16 for gti, 8 for soar and 4 for secops.",
     )
     # Upstream call policy (ioc_workflows_mcp/upstream/policy.py); each can be set per upstream too.
     max_retries: int = Field(

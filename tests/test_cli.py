@@ -64,6 +64,13 @@ def test_analyze_private_ip_skips_threat_intel() -> None:
         (("analyze", "8.8.8.8", "--workflow", "pivot", "--depth", "4"), "invalid choice"),
         (("analyze", "8.8.8.8", "--lookback-days", "400"), "1 to 365"),
         (("analyze", "invoice.zip"), "ambiguous"),
+        (
+            ("analyze", "8.8.8.8", "--scope", "extended"),
+            "--scope applies to --workflow correlate, investigate, not enrich",
+        ),
+        (("analyze", "8.8.8.8", "--workflow", "pivot", "--lookback-days", "7"), "--lookback-days applies to"),
+        (("analyze", "8.8.8.8", "--workflow", "correlate", "--pivot-if", "always"), "--pivot-if applies to"),
+        (("analyze", "8.8.8.8", "--depth", "2"), "--depth applies to --workflow pivot, investigate, not enrich"),
     ],
 )
 def test_bad_input_exits_2_with_a_reason(args: tuple[str, ...], fragment: str) -> None:
