@@ -3,7 +3,7 @@
 Writes ``bench/results/latest.json`` (all numbers) and ``bench/results/latest.md`` (the table that
 docs/benchmarks.md quotes). ``--quick`` runs fewer repetitions; ``--only enrich,pivot`` picks measurements;
 ``--runs``, ``--latency-ms``, ``--jitter-ms`` and the per-measurement options below set the counts. About
-7 minutes on 2 cores with the defaults, about 3 with ``--quick``.
+5 minutes on 2 cores with the defaults, about 3 with ``--quick``.
 """
 
 from __future__ import annotations
