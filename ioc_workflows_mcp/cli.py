@@ -57,7 +57,7 @@ config: --config FILE or ${CONFIG_ENV_VAR}; JSON in the MCP hosts' "mcpServers" 
 gti, secops, soar; ${{VAR}} is expanded from the environment. See README.md.
 
 exit codes: 0 ok, 1 failed (doctor: a tool is missing or an upstream is down; serve: the address cannot be
-bound), 2 bad input or config, 130 stopped by Ctrl-C."""
+bound), 2 bad input or config, 70 internal error (a bug: please report it), 130 stopped by Ctrl-C."""
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -7,13 +7,14 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from cachetools import LRUCache
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from ioc_workflows_mcp import __version__
 from ioc_workflows_mcp.indicator import Indicator, IndicatorError
@@ -347,9 +348,43 @@ def build_server(config: Config | None = None) -> MCPServer:
 def _forbid_unknown_arguments(server: MCPServer) -> None:
     """A misspelled argument (`depth` for `pivot_depth`) must be an error, not silently ignored: an agent that
     gets a name wrong would never find out. MCPServer has no public switch for it, so each tool's argument
-    model is narrowed here, and its input schema says so (additionalProperties: false)."""
+    model is narrowed here, and its input schema says so (additionalProperties: false). Its errors are
+    rewritten to name the argument, what it got and what it takes (:func:`_readable`)."""
     for tool in server._tool_manager.list_tools():
-        loose = tool.fn_metadata.arg_model
-        strict = type(loose.__name__, (loose,), {"model_config": ConfigDict(**loose.model_config, extra="forbid")})
-        tool.fn_metadata.arg_model = strict
+        tool.fn_metadata.arg_model = _strict_arguments(tool.name, tool.fn_metadata.arg_model)
         tool.parameters["additionalProperties"] = False
+
+
+def _strict_arguments(tool_name: str, loose: type[BaseModel]) -> type[BaseModel]:
+    accepted = ", ".join(loose.model_fields)
+
+    class Strict(loose):  # type: ignore[valid-type,misc]
+        model_config = ConfigDict(**loose.model_config, extra="forbid")
+
+        @classmethod
+        def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().model_validate(obj, *args, **kwargs)
+            except ValidationError as exc:
+                raise _readable(exc, tool_name, accepted) from None
+
+    Strict.__name__ = Strict.__qualname__ = loose.__name__
+    return Strict
+
+
+def _readable(exc: ValidationError, tool_name: str, accepted: str) -> ValidationError:
+    """The same errors without pydantic's links and model names: each says which argument, what was
+    wrong, what it got (capped), and for an unknown argument which ones the tool takes. Still a
+    ValidationError, so the SDK reports it as a tool error the caller can correct."""
+    lines = []
+    for error in exc.errors():
+        if error["type"] == "extra_forbidden":
+            nested = len(error["loc"]) > 1
+            message = "unknown field" if nested else f"unknown argument; {tool_name} takes: {accepted}"
+        elif error["type"] == "missing":
+            message = "required, and missing"
+        else:
+            got = repr(error.get("input"))
+            message = f"{error['msg']}; got {got if len(got) <= 80 else got[:77] + '...'}"
+        lines.append({"type": PydanticCustomError("invalid_argument", message), "loc": error["loc"], "input": None})
+    return ValidationError.from_exception_data(f"the arguments of {tool_name}", lines, hide_input=True)

@@ -251,7 +251,13 @@ async def test_analyze_ioc_correlate_and_full(client: Client, analysis_type: str
         ({"ioc_value": "8.8.8.8", "lookback_days": "many"}, "lookback_days"),
         ({"ioc_value": 42}, "ioc_value"),
         ({}, "ioc_value"),
-        ({"ioc_value": "8.8.8.8", "lookback": 7}, "Extra inputs are not permitted"),
+        (
+            {"ioc_value": "8.8.8.8", "lookback": 7},
+            "lookback\n  unknown argument; enrich_ioc takes: ioc_value, ioc_type, lookback_days",
+        ),
+        ({"ioc_value": "8.8.8.8", "lookback_days": "many"}, "Input should be a valid integer"),
+        ({"ioc_value": "8.8.8.8", "lookback_days": 400}, "less than or equal to 365; got 400"),
+        ({}, "ioc_value\n  required, and missing"),
     ],
 )
 async def test_bad_arguments_are_clear_tool_errors(client: Client, arguments: dict[str, Any], fragment: str) -> None:
@@ -259,6 +265,7 @@ async def test_bad_arguments_are_clear_tool_errors(client: Client, arguments: di
     assert result.is_error
     text = " ".join(block.text for block in result.content if isinstance(block, TextContent))
     assert fragment in text, text
+    assert "errors.pydantic.dev" not in text and "Arguments\n" not in text, text
 
 
 async def test_concurrent_calls_share_one_session(client: Client) -> None:
