@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -76,8 +77,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", parents=[common], help="serve MCP (the default, over stdio)")
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
-    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument("--host", default=None, help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=None, help="HTTP port (default 8000)")
 
     analyze = commands.add_parser(
         "analyze", parents=[common], help="run one workflow on an indicator and print the result"
@@ -193,12 +194,20 @@ def _main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _setup_logging(args.log_level, config)
     command = args.command or "serve"
+    if command == "serve" and getattr(args, "transport", "stdio") == "stdio":
+        given = [
+            flag for flag, name in (("--host", "host"), ("--port", "port")) if getattr(args, name, None) is not None
+        ]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            print(f"ioc-workflows-mcp: {' and '.join(given)} {verb} to --transport http only", file=sys.stderr)
+            return EXIT_USAGE
     if command == "serve":
         return _serve(
             config,
             getattr(args, "transport", "stdio"),
-            getattr(args, "host", "127.0.0.1"),
-            getattr(args, "port", 8000),
+            getattr(args, "host", None) or "127.0.0.1",
+            getattr(args, "port", None) or 8000,
         )
     if command == "analyze":
         return _analyze(config, args)
@@ -239,7 +248,7 @@ async def _serve_http(server: MCPServer, settings: Settings, host: str, port: in
         app,
         host=host,
         port=port,
-        log_level=server.settings.log_level.lower(),
+        log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower(),  # --log-level
         timeout_keep_alive=settings.http_keep_alive_seconds,
     )
     await uvicorn.Server(config).serve()
@@ -289,7 +298,9 @@ def _analyze(config: Config, args: argparse.Namespace) -> int:
     try:
         indicator = Indicator.parse(args.value, args.ioc_type)
     except IndicatorError as exc:
-        print(f"ioc-workflows-mcp: invalid indicator: {exc}", file=sys.stderr)
+        # The messages speak the MCP tools' argument names; on the command line the option is --type.
+        text = re.sub(r'ioc_type="([^"]+)"', r"--type \1", str(exc)).replace("ioc_type", "--type")
+        print(f"ioc-workflows-mcp: invalid indicator: {text}", file=sys.stderr)
         return EXIT_USAGE
     line = config.data_mode_line()
     if line:

@@ -185,6 +185,21 @@ def build_server(config: Config | None = None) -> MCPServer:
         findings that drove it). correlation_scope sets the SOAR case window (recent 30 days, extended 90,
         comprehensive 365); lookback_days the SIEM window. Use pivot_ioc for budgets and filters.
         """
+        unread = [
+            f"{name}={value!r}"
+            for name, value, default, readers in (
+                ("pivot_depth", pivot_depth, 1, ("pivot", "full")),
+                ("correlation_scope", correlation_scope, "recent", ("correlate", "full")),
+                ("lookback_days", lookback_days, 30, ("enrich", "correlate", "full")),
+            )
+            if value != default and analysis_type not in readers
+        ]
+        if unread:
+            raise ToolError(
+                f"analysis_type={analysis_type!r} does not read {', '.join(unread)}: leave it out, or choose the "
+                "analysis_type that uses it (pivot_depth: pivot, full; correlation_scope: correlate, full; "
+                "lookback_days: enrich, correlate, full)"
+            )
         indicator = parse(ioc_value, ioc_type)
         sources = state(ctx).sources(ctx)
         if analysis_type == "enrich":
@@ -271,7 +286,7 @@ def build_server(config: Config | None = None) -> MCPServer:
         ctx: Context,
         ioc_type: IocType = None,
         pivot_depth: Annotated[
-            int, Field(description="Hops to explore, 1-3: 1 is the indicator's own relationships.")
+            int, Field(ge=1, le=3, description="Hops to explore, 1-3: 1 is the indicator's own relationships.")
         ] = 1,
         relationships: Annotated[
             list[str] | dict[str, list[str]] | None,
@@ -359,7 +374,8 @@ def _strict_arguments(tool_name: str, loose: type[BaseModel]) -> type[BaseModel]
     accepted = ", ".join(loose.model_fields)
 
     class Strict(loose):  # type: ignore[valid-type,misc]
-        model_config = ConfigDict(**loose.model_config, extra="forbid")
+        # strict: a JSON true is no depth and "7" no number of days; the schema says integer, so must the value
+        model_config = ConfigDict(**loose.model_config, extra="forbid", strict=True)
 
         @classmethod
         def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:

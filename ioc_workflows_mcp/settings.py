@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_ENV_VAR = "IOC_WORKFLOWS_CONFIG"
 UPSTREAM_NAMES = ("gti", "secops", "soar")
@@ -147,7 +147,13 @@ class Settings(BaseModel):
         "the server is closing (uvicorn's default of 5 s lets a client stalled for 5 s fail with 'fetch failed').",
     )
     upstream_stderr: Literal["discard", "inherit"] = "discard"
-    log_level: str = "WARNING"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
     cache: CacheSettings = Field(default_factory=CacheSettings)
     upstreams: dict[str, UpstreamPolicy] = Field(default_factory=dict)
 
@@ -270,10 +276,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             source="built-in offline stand-ins",
         )
     file = Path(chosen)
+    named = f"config file {file}" + ("" if path else f" (from ${CONFIG_ENV_VAR})")
     try:
         raw = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {file} does not exist") from None
+        raise ConfigError(f"{named} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{named} is a directory; give the path of a JSON file") from None
+    except OSError as exc:
+        raise ConfigError(f"{named} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{named} is not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"config file {file} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):

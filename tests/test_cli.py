@@ -64,6 +64,8 @@ def test_analyze_private_ip_skips_threat_intel() -> None:
         (("analyze", "8.8.8.8", "--workflow", "pivot", "--depth", "4"), "invalid choice"),
         (("analyze", "8.8.8.8", "--lookback-days", "400"), "1 to 365"),
         (("analyze", "invoice.zip"), "ambiguous"),
+        (("analyze", "invoice.zip"), "To look it up as a domain, pass --type domain;"),
+        (("analyze", "example.com", "--type", "ip"), "pass --type domain or leave --type out"),
         (
             ("analyze", "8.8.8.8", "--scope", "extended"),
             "--scope applies to --workflow correlate, investigate, not enrich",
@@ -71,6 +73,8 @@ def test_analyze_private_ip_skips_threat_intel() -> None:
         (("analyze", "8.8.8.8", "--workflow", "pivot", "--lookback-days", "7"), "--lookback-days applies to"),
         (("analyze", "8.8.8.8", "--workflow", "correlate", "--pivot-if", "always"), "--pivot-if applies to"),
         (("analyze", "8.8.8.8", "--depth", "2"), "--depth applies to --workflow pivot, investigate, not enrich"),
+        (("serve", "--port", "9999"), "--port applies to --transport http only"),
+        (("serve", "--host", "0.0.0.0", "--port", "9999"), "--host and --port apply to --transport http only"),
     ],
 )
 def test_bad_input_exits_2_with_a_reason(args: tuple[str, ...], fragment: str) -> None:
@@ -127,14 +131,23 @@ def test_doctor_reports_a_dead_upstream_and_exits_1(tmp_path: Path) -> None:
         ('{"mcpServers": {"virustotal": {"command": "x"}}}', "unknown upstream name"),
         ('{"mcpServers": {"gti": {"args": []}}}', "exactly one of 'command'"),
         ('{"mcpServers": {"gti": {"command": "x"}}, "settings": {"call_timeout_seconds": -1}}', "greater than 0"),
+        ('{"settings": {"log_level": "LOUD"}}', "log_level: Input should be 'DEBUG', 'INFO', 'WARNING'"),
+        (b'{"settings": {"log_level": "\xff"}}', "is not UTF-8 text (byte 28); save it as UTF-8 JSON"),
+        (None, "is a directory; give the path of a JSON file"),
     ],
 )
-def test_config_errors_exit_2(tmp_path: Path, content: str, fragment: str) -> None:
+def test_config_errors_exit_2(tmp_path: Path, content: str | bytes | None, fragment: str) -> None:
     config = tmp_path / "c.json"
-    config.write_text(content)
+    if content is None:
+        config.mkdir()
+    elif isinstance(content, bytes):
+        config.write_bytes(content)
+    else:
+        config.write_text(content)
     proc = run("--config", str(config), "analyze", "8.8.8.8")
     assert proc.returncode == 2
     assert fragment in proc.stderr, proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_config_env_var_and_expansion_keep_secret_out_of_output(tmp_path: Path) -> None:

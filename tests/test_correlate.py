@@ -139,6 +139,7 @@ async def test_malicious_domain_cases_casing_and_defanged(sources: Sources) -> N
     assert any("SECURE-UPDATE.EXAMPLE.NET" in d for d in identifiers)
     assert any("Secure-Update.Example.Net" in d for d in identifiers)
     assert result.case_correlations.total_related_cases == len(result.case_correlations.case_ids) == 6
+    assert "6 related case(s) in the last 365 days (1259, 1255, 1253, 1250, 1242 and 1 more)" in result.summary
     assert "url_on_domain_entity" in hows  # case 1250 records only the payload URL on the domain
     assert result.pattern_analysis.affected_systems_count == 3
     assert "outbound_c2_beacon" in result.pattern_analysis.attack_patterns

@@ -257,6 +257,8 @@ async def test_analyze_ioc_correlate_and_full(client: Client, analysis_type: str
         ),
         ({"ioc_value": "8.8.8.8", "lookback_days": "many"}, "Input should be a valid integer"),
         ({"ioc_value": "8.8.8.8", "lookback_days": 400}, "less than or equal to 365; got 400"),
+        ({"ioc_value": "8.8.8.8", "lookback_days": True}, "lookback_days\n  Input should be a valid integer; got True"),
+        ({"ioc_value": "8.8.8.8", "lookback_days": "7"}, "lookback_days\n  Input should be a valid integer; got '7'"),
         ({}, "ioc_value\n  required, and missing"),
     ],
 )
@@ -266,6 +268,25 @@ async def test_bad_arguments_are_clear_tool_errors(client: Client, arguments: di
     text = " ".join(block.text for block in result.content if isinstance(block, TextContent))
     assert fragment in text, text
     assert "errors.pydantic.dev" not in text and "Arguments\n" not in text, text
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        ({"analysis_type": "enrich", "pivot_depth": 3}, "analysis_type='enrich' does not read pivot_depth=3"),
+        ({"analysis_type": "enrich", "correlation_scope": "extended"}, "does not read correlation_scope='extended'"),
+        ({"analysis_type": "pivot", "lookback_days": 7}, "analysis_type='pivot' does not read lookback_days=7"),
+        ({"analysis_type": "correlate", "pivot_depth": 2}, "analysis_type='correlate' does not read pivot_depth=2"),
+    ],
+)
+async def test_analyze_ioc_refuses_an_argument_its_analysis_type_does_not_read(
+    client: Client, arguments: dict[str, Any], fragment: str
+) -> None:
+    result = await client.call_tool("analyze_ioc", {"ioc_value": "8.8.8.8", **arguments})
+    text = " ".join(block.text for block in result.content if isinstance(block, TextContent))
+    assert result.is_error and fragment in text, text
+    same = await client.call_tool("analyze_ioc", {"ioc_value": "8.8.8.8", "analysis_type": "enrich", "pivot_depth": 1})
+    assert not same.is_error, "a value equal to the default is no mistake"
 
 
 async def test_concurrent_calls_share_one_session(client: Client) -> None:

@@ -443,8 +443,9 @@ async def test_filters_are_counted_not_dropped_silently(client: Client) -> None:
 @pytest.mark.parametrize(
     ("arguments", "fragment"),
     [
-        ({"ioc_value": DOMAIN, "pivot_depth": 0}, "pivot_depth must be 1, 2 or 3"),
-        ({"ioc_value": DOMAIN, "pivot_depth": 4}, "pivot_depth must be 1, 2 or 3"),
+        ({"ioc_value": DOMAIN, "pivot_depth": 0}, "pivot_depth\n  Input should be greater than or equal to 1; got 0"),
+        ({"ioc_value": DOMAIN, "pivot_depth": 4}, "pivot_depth\n  Input should be less than or equal to 3; got 4"),
+        ({"ioc_value": DOMAIN, "pivot_depth": True}, "pivot_depth\n  Input should be a valid integer; got True"),
         ({"ioc_value": DOMAIN, "relationships": ["resolutionz"]}, "resolutionz"),
         ({"ioc_value": DOMAIN, "relationships": {"domain": ["contacted_ips"]}}, "contacted_ips"),
         ({"ioc_value": DOMAIN, "relationships": {"colour": ["urls"]}}, "colour"),
@@ -575,6 +576,30 @@ async def test_a_url_or_md5_indicator_is_keyed_by_its_gti_id(
     assert len(sets) == 6 and all(s.status == "ok" for s in sets)
     assert all(edge.source == key for edge in result.graph.edges if edge.target != key)
     assert result.direct_relationships.section.status is Status.OK and result.errors == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fault", "status", "why"),
+    [
+        ({"budget": {"max_calls": 5}}, False, "degraded", "the budget left no call for the indicator's associations"),
+        ({"relationships": ["subdomains"]}, False, "degraded", "associations were not among the requested"),
+        ({}, True, "unavailable", "the indicator's associations could not be read"),  # gti-mcp hides the 429
+    ],
+)
+async def test_attribution_is_unknown_not_absent_when_the_associations_were_not_read(
+    standin: tuple[Backends, InProcessPool], arguments: dict[str, Any], fault: bool, status: str, why: str
+) -> None:
+    """Without the indicator's own associations, "no attribution" would be a claim the data cannot back."""
+    backends, pool = standin
+    if fault:
+        backends.vt.inject(f"/domains/{DOMAIN}/associations", vt_error(429, "QuotaExceededError", "Quota exceeded"))
+    result = await pivot(Indicator.parse(DOMAIN), in_process_sources(pool), 1, **arguments)
+    section = result.campaign_context.section
+    assert (section.status.value, result.campaign_context.threat_actor) == (status, None)
+    assert section.reason and section.reason.startswith(why) and "attribution unknown, not absent" in section.reason
+    assert section.null_fields["threat_actor"] == section.reason
+    assert result.confidence_assessment.attribution_confidence.reasons == [section.reason]
+    assert f"Attribution unknown: {why}" in result.summary and "No attribution" not in result.summary
 
 
 async def test_paging_follows_the_cursor(standin: tuple[Backends, InProcessPool]) -> None:

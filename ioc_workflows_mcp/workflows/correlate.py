@@ -525,6 +525,12 @@ async def correlate(
     return result
 
 
+def some(items: list[str], shown: int = 5) -> str:
+    """The first ``shown`` items, and how many more there are: a summary never drops items silently."""
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 def _summary(result: CorrelateResult) -> str:
     cases, pattern, risk = result.case_correlations, result.pattern_analysis, result.risk_assessment
     parts = [
@@ -536,7 +542,7 @@ def _summary(result: CorrelateResult) -> str:
     else:
         parts.append(
             f"SOAR: {cases.total_related_cases} related case(s) in the last {result.case_window_days} days"
-            + (f" ({', '.join(cases.case_ids[:5])})" if cases.case_ids else "")
+            + (f" ({some(cases.case_ids)})" if cases.case_ids else "")
             + "."
         )
     parts.append(

@@ -28,7 +28,7 @@ from ioc_workflows_mcp.models.investigate import (
     RelatedCorrelation,
 )
 from ioc_workflows_mcp.models.pivot import PivotNode, PivotResult
-from ioc_workflows_mcp.workflows.correlate import correlate
+from ioc_workflows_mcp.workflows.correlate import correlate, some
 from ioc_workflows_mcp.workflows.enrich import enrich, indicator_info
 from ioc_workflows_mcp.workflows.pivot import Progress, pivot
 from ioc_workflows_mcp.workflows.sources import Sources
@@ -106,7 +106,7 @@ def combine(
         drivers.append("GTI and the SIEM corroborate each other")
     cases = correlation.case_correlations.total_related_cases
     if cases:
-        drivers.append(f"{cases} related SOAR case(s): {', '.join(correlation.case_correlations.case_ids[:5])}")
+        drivers.append(f"{cases} related SOAR case(s): {some(correlation.case_correlations.case_ids)}")
     for item in related:
         if item.total_related_cases:
             drivers.append(f"pivot finding {item.value} appears in {item.total_related_cases} case(s)")
@@ -250,7 +250,10 @@ def _summary(result: AnalysisResult) -> str:
     if combined.drivers:
         parts.append("Drivers: " + "; ".join(combined.drivers[:4]) + ".")
     if result.errors:
-        parts.append("Partial: " + "; ".join(f"{e.section} {e.status.value}" for e in result.errors[:5]) + ".")
+        failed = [f"{e.section} {e.status.value}" for e in result.errors]
+        parts.append(
+            "Partial: " + "; ".join(failed[:5]) + (f"; and {len(failed) - 5} more" if len(failed) > 5 else "") + "."
+        )
     if result.data_mode != "live":
         parts.append(data_mode_note(result.data_mode))
     return " ".join(parts)

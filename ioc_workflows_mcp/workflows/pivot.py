@@ -745,6 +745,25 @@ def _attribution(graph: _Graph, root: _Node) -> tuple[list[AttributionCandidate]
     return candidates, picks
 
 
+_LEAF_WORDS = {
+    "known_benign": "known benign",
+    "gti_benign": "GTI benign",
+    "shared_tag": "shared infrastructure",
+    "hub": "reached only through a hub",
+    "policy": "private/reserved (never sent to GTI)",
+}
+
+
+def _leaf_counts(nodes: list[_Node]) -> dict[str, int]:
+    """Entities left unexpanded on purpose, by why (in a fixed order), for the summary."""
+    counts: dict[str, int] = {}
+    for kind, word in _LEAF_WORDS.items():
+        n = sum(1 for node in nodes if node.leaf_kind == kind)
+        if n:
+            counts[word] = n
+    return counts
+
+
 def _summary(result: dict[str, Any]) -> str:
     ind = result["indicator"]
     parts = [f"Pivot of {ind.type} {ind.value} to depth {result['depth']}:"]
@@ -753,17 +772,22 @@ def _summary(result: dict[str, Any]) -> str:
         f"{result['calls']} upstream calls."
     )
     actor, campaign = result["actor"], result["campaign"]
-    if actor or campaign:
+    if result["status_note"]:
+        pass  # not pivoted (policy, or unknown to GTI): the note says why, and no attribution was looked for
+    elif actor or campaign:
         parts.append(
             f"Attribution: threat actor {actor or 'none'}, campaign {campaign or 'none'}"
             f" ({result['attribution'].level} confidence)."
         )
+    elif result["attribution_unknown"]:
+        parts.append(f"Attribution unknown: {result['attribution_unknown'].split(':')[0]}.")
     else:
         parts.append("No attribution: no threat actor or campaign is supported by the data.")
     if result["families"]:
         parts.append(f"Malware: {', '.join(result['families'])}.")
     if result["leaves"]:
-        parts.append(f"{result['leaves']} benign/shared/policy leaves not expanded.")
+        counts = ", ".join(f"{n} {kind}" for kind, n in result["leaves"].items())
+        parts.append(f"Not expanded on purpose: {counts}.")
     if result["cut"]:
         parts.append("The budget cut the exploration (see budget.cut_reasons).")
     if result["truncated"]:
@@ -771,7 +795,8 @@ def _summary(result: dict[str, Any]) -> str:
     if result["errors"]:
         parts.append(f"{result['errors']} upstream call(s) failed; the graph is partial.")
     if result["status_note"]:
-        parts.append(result["status_note"])
+        note = result["status_note"]
+        parts.append(note[:1].upper() + note[1:] + ("" if note.endswith(".") else "."))
     if result["data_mode"] != "live":
         parts.append(data_mode_note(result["data_mode"]))
     return " ".join(parts)
@@ -988,6 +1013,7 @@ def _assemble(
         )
     )
 
+    attribution_unknown: str | None = None
     nulls: dict[str, str] = {}
     if actor is None:
         nulls["threat_actor"] = actor_reason or "no threat actor"
@@ -1000,15 +1026,23 @@ def _assemble(
     else:
         collection_calls = [c for c in run.trace.calls if c.tool == COLLECTION_REPORT_TOOL]
         association_calls = [c for c in run.trace.calls if c.arguments.get("relationship_name") == "associations"]
-        association_sets = [s for s in graph.sets if s.relationship == "associations"]
-        unread = association_sets and all(s.status != "ok" for s in association_sets)
+        root_associations = [s for s in graph.sets if s.relationship == "associations" and s.source == root.key]
         if candidates:
             status, reason = Status.OK, f"{len(candidates)} collection(s) reached through associations"
-        elif unread:
-            # No association could be read: "no attribution" would be a claim the data cannot back.
-            failed = next((e.status for e in run.errors), Status.UNAVAILABLE)
-            status = failed if failed.failed else Status.UNAVAILABLE
-            reason = "no associations could be read (the calls failed): attribution unknown, not absent"
+        elif not any(s.status == "ok" for s in root_associations):
+            # The indicator's own associations were not read: "no attribution" would be a claim the data
+            # cannot back.
+            if root_associations:
+                failed = Status(root_associations[0].status)
+                status = failed if failed.failed else Status.UNAVAILABLE
+                reason = "the indicator's associations could not be read (the call failed)"
+            elif "associations" not in rels.get(root.type, ()):
+                status, reason = Status.DEGRADED, "associations were not among the requested relationships"
+            else:
+                status, reason = Status.DEGRADED, "the budget left no call for the indicator's associations"
+            reason += ": attribution unknown, not absent"
+            attribution_unknown = reason
+            attribution.reasons = [reason]
             for name in ("threat_actor", "campaign_name"):
                 nulls[name] = reason
         else:
@@ -1061,8 +1095,9 @@ def _assemble(
             "actor": actor.name if actor else None,
             "campaign": campaign.name if campaign else None,
             "attribution": attribution,
+            "attribution_unknown": attribution_unknown,
             "families": families,
-            "leaves": sum(1 for n in nodes if n.leaf_kind in _SHARED_KINDS or n.leaf_kind == "policy"),
+            "leaves": _leaf_counts(nodes),
             "cut": cut,
             "truncated": truncated,
             "errors": len(run.errors),
