@@ -40,7 +40,7 @@ from ioc_workflows_mcp.models import Status
 from ioc_workflows_mcp.offline import gti_server
 from ioc_workflows_mcp.offline.backend import Backends, vt_error
 from ioc_workflows_mcp.settings import Settings
-from ioc_workflows_mcp.upstream.gti import GtiFacade, classify_related_error
+from ioc_workflows_mcp.upstream.gti import GtiFacade, classify_api_error, classify_related_error
 from ioc_workflows_mcp.upstream.pool import ToolOutput, UpstreamFailure
 from ioc_workflows_mcp.upstream.siem import SiemFacade
 from ioc_workflows_mcp.upstream.soar import SoarFacade
@@ -371,7 +371,8 @@ async def test_analyze_ioc_pivot_is_pivot_ioc(client: Client) -> None:
     assert a["campaign_context"]["candidates"] == b["campaign_context"]["candidates"]
 
 
-async def test_subdomains_at_the_server_cap_are_possibly_truncated_and_a_hub(client: Client) -> None:
+async def test_c28_subdomains_at_the_server_cap_are_possibly_truncated_and_a_hub(client: Client) -> None:
+    """C28, second half: VirusTotal stops subdomains at 100 with no cursor; the list is flagged."""
     data = await call(
         client,
         "pivot_ioc",
@@ -602,12 +603,37 @@ async def test_attribution_is_unknown_not_absent_when_the_associations_were_not_
     assert f"Attribution unknown: {why}" in result.summary and "No attribution" not in result.summary
 
 
-async def test_paging_follows_the_cursor(standin: tuple[Backends, InProcessPool]) -> None:
+async def test_c26_quota_between_the_report_and_a_relationship_call(standin: tuple[Backends, InProcessPool]) -> None:
+    """C26: the quota runs out between the main report and a relationship call. The report is kept, the
+    relationship set is marked incomplete, and the error says what it may be and what to do; on the report
+    itself, VirusTotal's QuotaExceededError is named with HTTP 429 and the same hint."""
     backends, pool = standin
-    await pivot(Indicator.parse(DOMAIN), in_process_sources(pool), 1, ["resolutions"])
+    backends.vt.inject(f"/domains/{DOMAIN}/resolutions", vt_error(429, "QuotaExceededError", "Quota exceeded"))
+    result = await pivot(Indicator.parse(DOMAIN), in_process_sources(pool), 1)
+    root = result.graph.nodes[0]
+    assert (root.verdict, root.threat_score) == ("malicious", 87)  # the main report, fetched first, is kept
+    failed = next(s for s in result.graph.relationship_sets if s.relationship == "resolutions")
+    assert failed.possibly_truncated and "incomplete" in (failed.truncation_reason or "")
+    [error] = result.errors
+    assert error.status is Status.UNAVAILABLE and "a 429 quota" in error.message
+    assert "retry later (VirusTotal sends no Retry-After)" in error.message and "requests_per_minute" in error.message
+    assert len(result.direct_relationships.related_files) == 4  # the other relationships stand
+
+    status, reason = classify_api_error("QuotaExceededError", "Quota exceeded")
+    assert status is Status.RATE_LIMITED
+    assert reason.startswith("rate limited: QuotaExceededError (HTTP 429); retry later")
+
+
+async def test_c28_paging_follows_the_cursor(standin: tuple[Backends, InProcessPool]) -> None:
+    """C28: page 2 is asked for with the cursor page 1 returned, it differs from page 1, and paging ends
+    when no cursor comes back."""
+    backends, pool = standin
+    result = await pivot(Indicator.parse(DOMAIN), in_process_sources(pool), 1, ["resolutions"])
     pages = [r for r in backends.vt.requests if r.path.endswith("/resolutions")]
     assert len(pages) == 2
     assert "cursor" not in pages[0].params and pages[1].params.get("cursor")
+    ips = [item.value for item in result.direct_relationships.related_ips]
+    assert len(ips) == len(set(ips)) == 14  # 10 from page 1, 4 different ones from page 2
 
 
 async def test_a_429_on_one_relationship_keeps_the_rest(standin: tuple[Backends, InProcessPool]) -> None:

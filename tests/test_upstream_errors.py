@@ -47,6 +47,7 @@ from ioc_workflows_mcp.offline.backend import Response, google_error, soar_error
 from ioc_workflows_mcp.settings import Config, load_config
 from ioc_workflows_mcp.upstream import pool as pool_module
 from ioc_workflows_mcp.upstream.base import CallTrace
+from ioc_workflows_mcp.upstream.gti import QUOTA_HINT
 from ioc_workflows_mcp.upstream.pool import UpstreamFailure, UpstreamPool
 from ioc_workflows_mcp.upstream.siem import classify_error_text
 from ioc_workflows_mcp.workflows.enrich import enrich
@@ -185,7 +186,7 @@ def test_vt_404_is_not_found_a_result_never_clean(shared: SharedPool, fake_backe
         (
             vt_error(429, "QuotaExceededError", "Quota exceeded"),
             "rate_limited",
-            "rate limited: QuotaExceededError (HTTP 429)",
+            "rate limited: QuotaExceededError (HTTP 429); " + QUOTA_HINT,
         ),
     ],
     ids=["404-NotFoundError", "401-WrongCredentialsError", "429-QuotaExceededError"],

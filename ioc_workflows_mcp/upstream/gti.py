@@ -87,6 +87,10 @@ KNOWN_SERVER_CAPS: dict[str, int] = {"subdomains": 100}
 
 _API_ERROR = re.compile(r"VirusTotal API Error:\s*(?P<code>[A-Za-z]+)\s*-\s*(?P<message>.*)", re.DOTALL)
 _RATE_CODES = {"QuotaExceededError", "TooManyRequestsError"}
+QUOTA_HINT = (
+    "retry later (VirusTotal sends no Retry-After), or set settings.upstreams.gti.requests_per_minute to your "
+    "quota so calls wait for their turn"
+)
 _AUTH_CODES = {"WrongCredentialsError", "AuthenticationRequiredError", "ForbiddenError", "UserNotActiveError"}
 
 
@@ -108,7 +112,7 @@ def classify_api_error(code: str, message: str) -> tuple[Status, str]:
             "not known to Google Threat Intelligence (VirusTotal NotFoundError, HTTP 404)",
         )
     if code in _RATE_CODES:
-        return Status.RATE_LIMITED, f"rate limited: {code} (HTTP 429)"
+        return Status.RATE_LIMITED, f"rate limited: {code} (HTTP 429); {QUOTA_HINT}"
     if code in _AUTH_CODES:
         return Status.UNAVAILABLE, f"credentials refused by VirusTotal: {code}"
     return Status.UNAVAILABLE, f"VirusTotal error {code}: {message.strip()[:200]}"
@@ -201,8 +205,8 @@ def classify_related_error(text: str) -> tuple[Status, str]:
         return Status.NOT_FOUND, "not known to Google Threat Intelligence (NotFoundError)"
     return (
         Status.UNAVAILABLE,
-        "relationship tool failed; gti-mcp does not say why (a 404, a 429 quota or a server error): "
-        + text.strip()[:200],
+        "relationship tool failed; gti-mcp does not say why (a 404, a 429 quota or a server error); if it is the "
+        f"quota: {QUOTA_HINT}: " + text.strip()[:200],
     )
 
 
