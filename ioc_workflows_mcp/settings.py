@@ -190,6 +190,8 @@ class UpstreamSpec(BaseModel):
     def _one_transport(self) -> UpstreamSpec:
         if bool(self.command) == bool(self.url):
             raise ValueError(f"upstream {self.name!r} needs exactly one of 'command' (stdio) or 'url' (HTTP)")
+        if self.url and not re.match(r"https?://[^/\s]+", self.url):
+            raise ValueError(f"url {self.url!r} is not an http:// or https:// URL (e.g. http://127.0.0.1:8001/mcp)")
         return self
 
     @property

@@ -109,6 +109,15 @@ def test_doctor_offline_reports_every_tool_present() -> None:
     assert "all upstream tools present" in proc.stdout
 
 
+def test_doctor_names_a_command_that_is_not_on_path(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"mcpServers": {"gti": {"command": "gti_mcp_not_installed"}}}))
+    proc = run("--config", str(config), "doctor")
+    assert proc.returncode == 1
+    assert "command 'gti_mcp_not_installed' not found (not on PATH, or no such file)" in proc.stdout
+    assert "mcpServers.gti.command" in proc.stdout
+
+
 def test_doctor_reports_a_dead_upstream_and_exits_1(tmp_path: Path) -> None:
     config = tmp_path / "c.json"
     config.write_text(
@@ -132,6 +141,7 @@ def test_doctor_reports_a_dead_upstream_and_exits_1(tmp_path: Path) -> None:
         ('{"mcpServers": {"gti": {"args": []}}}', "exactly one of 'command'"),
         ('{"mcpServers": {"gti": {"command": "x"}}, "settings": {"call_timeout_seconds": -1}}', "greater than 0"),
         ('{"settings": {"log_level": "LOUD"}}', "log_level: Input should be 'DEBUG', 'INFO', 'WARNING'"),
+        ('{"mcpServers": {"gti": {"url": "not a url"}}}', "url 'not a url' is not an http:// or https:// URL"),
         (b'{"settings": {"log_level": "\xff"}}', "is not UTF-8 text (byte 28); save it as UTF-8 JSON"),
         (None, "is a directory; give the path of a JSON file"),
     ],

@@ -263,6 +263,11 @@ class UpstreamConnection:
             return "unknown error"
         if isinstance(exc, BaseExceptionGroup):
             return "; ".join(self._describe(inner) for inner in exc.exceptions[:3])
+        if isinstance(exc, FileNotFoundError) and self.spec.command:
+            return (
+                f"command {self.spec.command!r} not found (not on PATH, or no such file); give its full path in "
+                f"mcpServers.{self.spec.name}.command"
+            )
         text = str(exc) or type(exc).__name__
         return self._config.redact(text)[:300]
 
