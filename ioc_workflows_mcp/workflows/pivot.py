@@ -4,12 +4,15 @@ How one pivot runs:
 
 * level 0 is the indicator. Each level takes the entities the previous one discovered, best first
   (malicious, then suspicious, unknown, clean; higher threat score first), up to the budget;
-* an entity below the indicator is *vetted* first with its GTI report (one call): an entity GTI does not
-  know, calls benign, or tags as shared infrastructure is kept as a leaf, which costs one call instead
-  of one per relationship;
-* the vetted entities' relationships are fetched (``descriptors_only=False``, so verdicts and dates come
-  with them; ``limit`` from the budget, gti-mcp follows ``meta.cursor`` itself up to it). All calls of a
-  phase run at once; the pool's per-upstream cap bounds them, and identical calls in flight are made once
+* relationships are fetched with ``descriptors_only=False``, so every related entity comes as its whole
+  GTI object, verdict, tags and dates included (``limit`` from the budget; gti-mcp follows ``meta.cursor``
+  itself up to it). gti-mcp takes one relationship per call: expanding an entity costs one call per
+  relationship asked for;
+* the indicator's report goes out with its relationship calls (one round trip; report first when gti has
+  a rate limit). Below the indicator, only an entity that came without its own object (reached through a
+  DNS resolution, which carries detection counts only) is *vetted* with its report first: one GTI does
+  not know, calls benign, or tags as shared infrastructure is kept as a leaf. All calls of a level run at
+  once; the pool's per-upstream cap bounds them, and identical calls in flight are made once
   (:mod:`ioc_workflows_mcp.cache`);
 * what comes back becomes nodes and edges. A visited set keeps every entity expanded once at most.
   Never expanded, each kept as a leaf with its reason: private/reserved/documentation/special-use values
