@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,11 +16,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from ioc_workflows_mcp import __version__
 from ioc_workflows_mcp.indicator import Indicator, IndicatorError
-from ioc_workflows_mcp.models import EnrichResult
+from ioc_workflows_mcp.models import EnrichResult, JsonInt
 from ioc_workflows_mcp.models.correlate import CorrelateResult
 from ioc_workflows_mcp.models.investigate import AnalysisResult
 from ioc_workflows_mcp.models.pivot import PivotBudget, PivotFilters, PivotResult
@@ -64,7 +67,7 @@ CorrelationScope = Annotated[
     Field(description="SOAR case window: recent = 30 days, extended = 90, comprehensive = 365."),
 ]
 LookbackDays = Annotated[
-    int,
+    JsonInt,
     Field(
         ge=1,
         le=365,
@@ -172,7 +175,7 @@ def build_server(config: Config | None = None) -> MCPServer:
                 "high, then correlate)."
             ),
         ] = "enrich",
-        pivot_depth: Annotated[int, Field(ge=1, le=3, description="Pivot depth, 1-3 (pivot and full).")] = 1,
+        pivot_depth: Annotated[JsonInt, Field(ge=1, le=3, description="Pivot depth, 1-3 (pivot and full).")] = 1,
         correlation_scope: CorrelationScope = "recent",
         lookback_days: LookbackDays = 30,
     ) -> Annotated[CallToolResult, AnalysisResult]:
@@ -234,7 +237,7 @@ def build_server(config: Config | None = None) -> MCPServer:
         ioc_value: IocValue,
         ctx: Context,
         ioc_type: IocType = None,
-        pivot_depth: Annotated[int, Field(ge=1, le=3, description="Pivot depth, 1-3.")] = 2,
+        pivot_depth: Annotated[JsonInt, Field(ge=1, le=3, description="Pivot depth, 1-3.")] = 2,
         correlation_scope: CorrelationScope = "recent",
         lookback_days: LookbackDays = 30,
         pivot_if: Annotated[
@@ -242,7 +245,7 @@ def build_server(config: Config | None = None) -> MCPServer:
             Field(description='When to pivot: "high_risk" (enrichment risk critical or high), "always", "never".'),
         ] = "high_risk",
         related_budget: Annotated[
-            int, Field(ge=0, le=5, description="How many significant pivot findings to correlate too (0-5).")
+            JsonInt, Field(ge=0, le=5, description="How many significant pivot findings to correlate too (0-5).")
         ] = 2,
     ) -> Annotated[CallToolResult, AnalysisResult]:
         """The whole IOC runbook in one call: enrich, pivot when the risk calls for it, correlate, merged.
@@ -286,7 +289,7 @@ def build_server(config: Config | None = None) -> MCPServer:
         ctx: Context,
         ioc_type: IocType = None,
         pivot_depth: Annotated[
-            int, Field(ge=1, le=3, description="Hops to explore, 1-3: 1 is the indicator's own relationships.")
+            JsonInt, Field(ge=1, le=3, description="Hops to explore, 1-3: 1 is the indicator's own relationships.")
         ] = 1,
         relationships: Annotated[
             list[str] | dict[str, list[str]] | None,
@@ -308,10 +311,10 @@ def build_server(config: Config | None = None) -> MCPServer:
             Field(description="Keep only related entities at least this bad; unknown verdicts are left out."),
         ] = None,
         min_score: Annotated[
-            int | None, Field(ge=0, le=100, description="Keep only related entities with a threat score >= this.")
+            JsonInt | None, Field(ge=0, le=100, description="Keep only related entities with a threat score >= this.")
         ] = None,
         max_age_days: Annotated[
-            int | None, Field(ge=1, le=36500, description="Keep only related entities seen within this many days.")
+            JsonInt | None, Field(ge=1, le=36500, description="Keep only related entities seen within this many days.")
         ] = None,
     ) -> Annotated[CallToolResult, PivotResult]:
         """Pivot from one indicator through Google Threat Intelligence relationships, to depth 1-3, and attribute it.
@@ -371,36 +374,83 @@ def _forbid_unknown_arguments(server: MCPServer) -> None:
 
 
 def _strict_arguments(tool_name: str, loose: type[BaseModel]) -> type[BaseModel]:
-    accepted = ", ".join(loose.model_fields)
-
     class Strict(loose):  # type: ignore[valid-type,misc]
-        # strict: a JSON true is no depth and "7" no number of days; the schema says integer, so must the value
-        model_config = ConfigDict(**loose.model_config, extra="forbid", strict=True)
+        model_config = ConfigDict(**loose.model_config, extra="forbid")
 
         @classmethod
         def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(obj, dict):
+                # Many clients send null for "not given": an optional argument that has a default takes it.
+                obj = {
+                    key: value
+                    for key, value in obj.items()
+                    if not (value is None and key in cls.model_fields and _has_default(cls.model_fields[key]))
+                }
             try:
                 return super().model_validate(obj, *args, **kwargs)
             except ValidationError as exc:
-                raise _readable(exc, tool_name, accepted) from None
+                raise _readable(exc, tool_name, loose) from None
 
     Strict.__name__ = Strict.__qualname__ = loose.__name__
     return Strict
 
 
-def _readable(exc: ValidationError, tool_name: str, accepted: str) -> ValidationError:
+def _fields_at(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str] | None:
+    """The field names of the (nested) model at ``path`` of ``model``'s arguments, if there is one."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        nested = [t for t in (field.annotation, *getattr(field.annotation, "__args__", ())) if _is_model(t)]
+        if not nested:
+            return None
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def _has_default(field: FieldInfo) -> bool:
+    return not field.is_required() and field.default is not None
+
+
+def _is_model(candidate: Any) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+
+
+def _json(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _readable(exc: ValidationError, tool_name: str, arguments: type[BaseModel]) -> ValidationError:
     """The same errors without pydantic's links and model names: each says which argument, what was
-    wrong, what it got (capped), and for an unknown argument which ones the tool takes. Still a
+    wrong, what it got (as JSON), and what it takes (the names, or the argument's description). Still a
     ValidationError, so the SDK reports it as a tool error the caller can correct."""
-    lines = []
+    by_place: dict[tuple[str | int, ...], list[str]] = {}
     for error in exc.errors():
+        # a union reports one error per member, located at the member's type ("list[str]"): one place
+        loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and "[" in part))
         if error["type"] == "extra_forbidden":
-            nested = len(error["loc"]) > 1
-            message = "unknown field" if nested else f"unknown argument; {tool_name} takes: {accepted}"
+            accepted = _fields_at(arguments, loc[:-1])
+            takes = f"; {'it' if loc[:-1] else tool_name} takes: {', '.join(accepted)}" if accepted else ""
+            message = f"unknown {'field' if len(loc) > 1 else 'argument'}{takes}"
         elif error["type"] == "missing":
             message = "required, and missing"
         else:
-            got = repr(error.get("input"))
-            message = f"{error['msg']}; got {got if len(got) <= 80 else got[:77] + '...'}"
-        lines.append({"type": PydanticCustomError("invalid_argument", message), "loc": error["loc"], "input": None})
+            message = re.sub(r" or instance of \w+", "", error["msg"])
+            if "got" not in message:
+                message += f"; got {_json(error.get('input'))}"
+            field = arguments.model_fields.get(str(loc[0])) if loc else None
+            if field is not None and field.description and len(loc) == 1:
+                about = field.description.split(". ")[0].rstrip(".")
+                message += f" ({about if len(about) <= 100 else about[:97] + '...'})"
+        by_place.setdefault(loc, [])
+        if message not in by_place[loc]:
+            by_place[loc].append(message)
+    lines = [
+        {"type": PydanticCustomError("invalid_argument", " or ".join(messages)), "loc": loc, "input": None}
+        for loc, messages in by_place.items()
+    ]
     return ValidationError.from_exception_data(f"the arguments of {tool_name}", lines, hide_input=True)

@@ -337,4 +337,5 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(part) for part in err.get("loc", ()))
-    return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
+    message = str(err.get("msg")).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -255,10 +255,17 @@ async def test_analyze_ioc_correlate_and_full(client: Client, analysis_type: str
             {"ioc_value": "8.8.8.8", "lookback": 7},
             "lookback\n  unknown argument; enrich_ioc takes: ioc_value, ioc_type, lookback_days",
         ),
-        ({"ioc_value": "8.8.8.8", "lookback_days": "many"}, "Input should be a valid integer"),
+        ({"ioc_value": "8.8.8.8", "lookback_days": "many"}, "Input should be a whole number, not text"),
+        ({"ioc_value": "8.8.8.8", "lookback_days": 7.5}, "fractional part (SIEM look-back window in days (1-365)"),
         ({"ioc_value": "8.8.8.8", "lookback_days": 400}, "less than or equal to 365; got 400"),
-        ({"ioc_value": "8.8.8.8", "lookback_days": True}, "lookback_days\n  Input should be a valid integer; got True"),
-        ({"ioc_value": "8.8.8.8", "lookback_days": "7"}, "lookback_days\n  Input should be a valid integer; got '7'"),
+        (
+            {"ioc_value": "8.8.8.8", "lookback_days": True},
+            "lookback_days\n  Input should be a whole number, not true/false; got true",
+        ),
+        (
+            {"ioc_value": "8.8.8.8", "lookback_days": "7"},
+            'lookback_days\n  Input should be a whole number, not text; got "7"',
+        ),
         ({}, "ioc_value\n  required, and missing"),
     ],
 )
@@ -287,6 +294,28 @@ async def test_analyze_ioc_refuses_an_argument_its_analysis_type_does_not_read(
     assert result.is_error and fragment in text, text
     same = await client.call_tool("analyze_ioc", {"ioc_value": "8.8.8.8", "analysis_type": "enrich", "pivot_depth": 1})
     assert not same.is_error, "a value equal to the default is no mistake"
+
+
+async def test_json_integers_and_nulls_that_clients_send_are_accepted(client: Client) -> None:
+    """2.0 is a JSON integer (some clients send whole numbers as floats), and null for an optional argument
+    means "not given": both work, and mean what they say."""
+    as_float = await call(client, "enrich_ioc", ioc_value="8.8.8.8", lookback_days=7.0)
+    assert as_float["lookback_days"] == 7
+    as_null = await call(client, "enrich_ioc", ioc_value="8.8.8.8", lookback_days=None)
+    assert as_null["lookback_days"] == 30
+    pivot = await call(client, "pivot_ioc", ioc_value=MALICIOUS_DOMAIN, pivot_depth=1.0, budget={"max_calls": 7.0})
+    assert pivot["pivot_depth"] == 1 and pivot["budget"]["limits"]["max_calls"] == 7
+
+
+async def test_nested_arguments_are_typed_as_strictly(client: Client) -> None:
+    result = await client.call_tool("pivot_ioc", {"ioc_value": MALICIOUS_DOMAIN, "budget": {"max_calls": True}})
+    text = " ".join(block.text for block in result.content if isinstance(block, TextContent))
+    assert result.is_error and "budget.max_calls\n  Input should be a whole number, not true/false" in text, text
+    result = await client.call_tool("pivot_ioc", {"ioc_value": MALICIOUS_DOMAIN, "budget": {"max_call": 5}})
+    text = " ".join(block.text for block in result.content if isinstance(block, TextContent))
+    assert (
+        "unknown field; it takes: max_calls, max_entities_per_level, max_entities, max_items_per_relationship" in text
+    )
 
 
 async def test_concurrent_calls_share_one_session(client: Client) -> None:

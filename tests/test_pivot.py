@@ -446,7 +446,10 @@ async def test_filters_are_counted_not_dropped_silently(client: Client) -> None:
     [
         ({"ioc_value": DOMAIN, "pivot_depth": 0}, "pivot_depth\n  Input should be greater than or equal to 1; got 0"),
         ({"ioc_value": DOMAIN, "pivot_depth": 4}, "pivot_depth\n  Input should be less than or equal to 3; got 4"),
-        ({"ioc_value": DOMAIN, "pivot_depth": True}, "pivot_depth\n  Input should be a valid integer; got True"),
+        (
+            {"ioc_value": DOMAIN, "pivot_depth": True},
+            "pivot_depth\n  Input should be a whole number, not true/false; got true",
+        ),
         ({"ioc_value": DOMAIN, "relationships": ["resolutionz"]}, "resolutionz"),
         ({"ioc_value": DOMAIN, "relationships": {"domain": ["contacted_ips"]}}, "contacted_ips"),
         ({"ioc_value": DOMAIN, "relationships": {"colour": ["urls"]}}, "colour"),

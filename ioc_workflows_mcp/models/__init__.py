@@ -10,9 +10,10 @@ reader of the JSON (an analyst or an LLM agent), not for us.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = "1.0"
 
@@ -24,6 +25,20 @@ def data_mode_note(mode: str) -> str:
     if mode == "mixed":
         return "DATA MODE mixed: part of this comes from bundled offline stand-ins, not live intelligence."
     return f"DATA MODE {mode}: bundled offline stand-in data, not live intelligence."
+
+
+def _json_int(value: Any) -> Any:
+    """What JSON Schema calls an integer: a number without a fraction (2, and 2.0 as some clients send it),
+    never true/false or the text "2"."""
+    if isinstance(value, bool | str):
+        kind = "true/false" if isinstance(value, bool) else "text"
+        raise PydanticCustomError("int_type", "Input should be a whole number, not {kind}", {"kind": kind})
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
 
 
 class Status(StrEnum):

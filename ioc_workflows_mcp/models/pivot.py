@@ -16,6 +16,7 @@ from ioc_workflows_mcp.models import (
     DataMode,
     ErrorItem,
     IndicatorInfo,
+    JsonInt,
     SectionInfo,
 )
 
@@ -28,14 +29,14 @@ class PivotBudget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_calls: int = Field(
+    max_calls: JsonInt = Field(
         default=150, ge=1, le=1000, description="Upstream calls in all (reports, relationships, collections)."
     )
-    max_entities_per_level: int = Field(
+    max_entities_per_level: JsonInt = Field(
         default=10, ge=1, le=200, description="Entities expanded (their relationships fetched) in one level."
     )
-    max_entities: int = Field(default=200, ge=1, le=5000, description="Nodes in the graph in all.")
-    max_items_per_relationship: int = Field(
+    max_entities: JsonInt = Field(default=200, ge=1, le=5000, description="Nodes in the graph in all.")
+    max_items_per_relationship: JsonInt = Field(
         default=20,
         ge=1,
         le=500,
@@ -47,13 +48,14 @@ class BudgetUsage(BaseModel):
     limits: PivotBudget
     calls: int = Field(description="Upstream calls this pivot made.")
     shared_calls: int = Field(
-        default=0, description="Calls answered by an identical call already in flight (not made again)."
+        default=0,
+        description="Calls answered by the session cache or by an identical call already in flight (not made again).",
     )
     entities_expanded: int = Field(description="Entities whose relationships were fetched.")
     entities_in_graph: int
     per_level: list[dict[str, int]] = Field(
         default_factory=list,
-        description="Per level: depth, candidates, expanded, calls, discovered.",
+        description="Per level: depth, entities expanded, entities discovered at the next depth.",
     )
     cut: bool = Field(description="True when a limit stopped the exploration before it was complete.")
     cut_reasons: list[str] = Field(default_factory=list, description="Which limit cut what, in plain words.")
@@ -69,10 +71,10 @@ class PivotFilters(BaseModel):
         description="Keep only related entities at least this bad (clean < suspicious < malicious). "
         "An entity whose verdict is unknown fails this filter.",
     )
-    min_score: int | None = Field(
+    min_score: JsonInt | None = Field(
         default=None, ge=0, le=100, description="Keep only related entities with a threat score at least this."
     )
-    max_age_days: int | None = Field(
+    max_age_days: JsonInt | None = Field(
         default=None,
         ge=1,
         le=36500,

@@ -767,28 +767,31 @@ def _leaf_counts(nodes: list[_Node]) -> dict[str, int]:
     return counts
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def _summary(result: dict[str, Any]) -> str:
     ind = result["indicator"]
     parts = [f"Pivot of {ind.type} {ind.value} to depth {result['depth']}:"]
     parts.append(
-        f"{result['nodes']} entities, {result['edges']} relations, {result['expanded']} expanded, "
-        f"{result['calls']} upstream calls."
+        f"{_count(result['nodes'], 'entity', 'entities')}, {_count(result['edges'], 'relation')}, "
+        f"{result['expanded']} expanded, {_count(result['calls'], 'upstream call')}."
     )
     actor, campaign = result["actor"], result["campaign"]
     if result["status_note"]:
         pass  # not pivoted (policy, or unknown to GTI): the note says why, and no attribution was looked for
     elif actor or campaign:
-        parts.append(
-            f"Attribution: threat actor {actor or 'none'}, campaign {campaign or 'none'}"
-            f" ({result['attribution'].level} confidence)."
-        )
+        named = [f"threat actor {actor}"] if actor else []
+        named += [f"campaign {campaign}"] if campaign else []
+        parts.append(f"Attribution: {', '.join(named)} ({result['attribution'].level} confidence).")
     elif result["attribution_unknown"]:
         parts.append(f"Attribution unknown: {result['attribution_unknown'].split(':')[0]}.")
     else:
         parts.append("No attribution: no threat actor or campaign is supported by the data.")
     if result["families"]:
         parts.append(f"Malware: {', '.join(result['families'])}.")
-    if result["leaves"]:
+    if result["leaves"] and not result["status_note"]:
         counts = ", ".join(f"{n} {kind}" for kind, n in result["leaves"].items())
         parts.append(f"Not expanded on purpose: {counts}.")
     if result["cut"]:
@@ -876,7 +879,8 @@ async def pivot(
         )
     budget_cut_nodes = [n for n in graph.nodes.values() if n.leaf_kind == "budget"]
     if budget_cut_nodes:
-        run.cut_reasons.append(f"{len(budget_cut_nodes)} entities not expanded for budget (see their reasons)")
+        cut_count = _count(len(budget_cut_nodes), "entity", "entities")
+        run.cut_reasons.append(f"{cut_count} not expanded for budget (see their reasons)")
     return _assemble(indicator, sources, graph, run, root, root_status, root_reason, pivot_depth, rels, chosen_filters)
 
 
@@ -1025,6 +1029,10 @@ def _assemble(
     if timeline is None:
         nulls["timeline_span"] = "no activity dates among the entities reached"
     if root_status is not None:
+        not_looked = f"not looked for: the indicator was not pivoted ({root_reason})"
+        for name in ("threat_actor", "campaign_name"):
+            nulls[name] = not_looked
+        attribution.reasons = [not_looked]
         campaign_info = SectionInfo(status=root_status, reason=root_reason, null_fields=nulls)
     else:
         collection_calls = [c for c in run.trace.calls if c.tool == COLLECTION_REPORT_TOOL]
