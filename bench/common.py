@@ -200,17 +200,20 @@ class HttpServer:
 # -- memory --------------------------------------------------------------------------------------------
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of ``pid`` from /proc (None when it is gone). The tests read processes with it too."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
+        if entry.isdigit() and (ppid := parent_pid(int(entry))) is not None:
+            tree.setdefault(ppid, []).append(int(entry))
     return tree
 
 

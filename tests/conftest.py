@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -14,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mcp import Client, StdioServerParameters
+
+from bench.common import free_port, product_env
 
 pytest_plugins = ["tests.upstream_support.pytest_plugin"]
 
@@ -29,18 +31,15 @@ def console_script() -> str:
     return found
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """Environment for a product subprocess: ours minus any config, plus ``extra``."""
-    env = {key: value for key, value in os.environ.items() if key != "IOC_WORKFLOWS_CONFIG"}
-    env.update(extra)
-    return env
+# A product subprocess's environment (ours minus any config file) and a free loopback port: the benchmarks'
+# helpers, the same for the tests.
+child_env = product_env
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def stdio_client(read_timeout_seconds: float) -> Client:
+    """An MCP client of ``ioc-workflows-mcp`` over stdio, as an MCP host runs it (offline stand-ins)."""
+    params = StdioServerParameters(command=console_script(), args=[], env=child_env())
+    return Client(params, mode="legacy", read_timeout_seconds=read_timeout_seconds)
 
 
 @dataclass(frozen=True)

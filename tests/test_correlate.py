@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from mcp import Client, StdioServerParameters
 from mcp.types import TextContent
 
 from ioc_workflows_mcp import scoring
@@ -17,7 +16,7 @@ from ioc_workflows_mcp.upstream.pool import UpstreamPool
 from ioc_workflows_mcp.upstream.soar import SoarEntity
 from ioc_workflows_mcp.workflows.correlate import EntityMatcher, correlate, scope_days, text_mention
 from ioc_workflows_mcp.workflows.sources import Sources
-from tests.conftest import child_env, console_script
+from tests.conftest import stdio_client
 
 FIXTURE_INDICATORS = [
     "secure-update.example.net",
@@ -227,8 +226,7 @@ async def test_unknown_indicator_checks_no_case_entities(sources: Sources) -> No
 
 @pytest.mark.anyio
 async def test_correlate_ioc_tool_over_stdio() -> None:
-    params = StdioServerParameters(command=console_script(), args=[], env=child_env())
-    async with Client(params, mode="legacy", read_timeout_seconds=60) as client:
+    async with stdio_client(read_timeout_seconds=60) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         schema: dict[str, Any] = tools["correlate_ioc"].output_schema or {}
         assert {"case_correlations", "pattern_analysis", "risk_assessment"} <= set(schema["properties"])
@@ -278,8 +276,7 @@ EXPECTED_CASES = [
 
 @pytest.mark.anyio
 async def test_correlate_ioc_exact_cases_for_every_scope() -> None:
-    params = StdioServerParameters(command=console_script(), args=[], env=child_env())
-    async with Client(params, mode="legacy", read_timeout_seconds=120) as client:
+    async with stdio_client(read_timeout_seconds=120) as client:
         for value, *expected in EXPECTED_CASES:
             for scope, wanted in zip(("recent", "extended", "comprehensive"), expected, strict=True):
                 result = await client.call_tool("correlate_ioc", {"ioc_value": value, "correlation_scope": scope})

@@ -34,6 +34,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
+from bench.common import parent_pid
 from ioc_workflows_mcp.settings import DEFAULT_PROCESSES, UPSTREAM_NAMES
 from tests.conftest import child_env, console_script
 
@@ -72,14 +73,6 @@ def _proc_cmdline(pid: int) -> str:
         return ""
 
 
-def _ppid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
 def tagged(tag: str) -> dict[int, str]:
     """Live processes started for this test (zombies have no environment left): pid -> command line."""
     marker = f"{TAG_VAR}={tag}".encode()
@@ -106,7 +99,7 @@ def _stray_standins(tag: str, parent: int | None = None) -> str | None:
         mine = [cmd for cmd in children.values() if cmd.split()[-1:] == [name]]
         if len(mine) > DEFAULT_PROCESSES.get(name, 1):
             return f"{len(mine)} {name} stand-ins: {children}"
-    if not all(_ppid(pid) in servers for pid in children):
+    if not all(parent_pid(pid) in servers for pid in children):
         return f"a stand-in is not a child of the server {servers}: {children}"
     return None
 

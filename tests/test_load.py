@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -36,6 +35,7 @@ from typing import Any
 import anyio
 from mcp import Client
 
+from bench.common import descendants, rss_kib
 from tests.conftest import child_env, http_server
 
 SESSIONS = 5
@@ -83,26 +83,7 @@ def serving(tmp_path: Path) -> Iterator[tuple[str, int]]:
 
 def _tree_rss(root: int) -> int:
     """Resident bytes of ``root`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        total += next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-    return total
+    return sum(rss_kib(pid) for pid in descendants(root)) * 1024
 
 
 def _diff(expected: Any, got: Any) -> str:

@@ -12,10 +12,10 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 from mcp.types import TextContent
 
-from tests.conftest import REPO_ROOT, child_env, console_script
+from tests.conftest import REPO_ROOT, stdio_client
 
 pytestmark = pytest.mark.anyio
 
@@ -29,8 +29,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 async def client() -> AsyncIterator[Client]:
-    params = StdioServerParameters(command=console_script(), args=[], env=child_env())
-    async with Client(params, mode="legacy", read_timeout_seconds=60) as session:
+    async with stdio_client(read_timeout_seconds=60) as session:
         yield session
 
 

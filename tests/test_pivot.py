@@ -30,7 +30,7 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from ioc_workflows_mcp import scoring
@@ -46,7 +46,7 @@ from ioc_workflows_mcp.upstream.siem import SiemFacade
 from ioc_workflows_mcp.upstream.soar import SoarFacade
 from ioc_workflows_mcp.workflows.pivot import PivotArgumentError, pivot, resolve_relationships
 from ioc_workflows_mcp.workflows.sources import Sources
-from tests.conftest import child_env, console_script
+from tests.conftest import child_env, console_script, stdio_client
 
 pytestmark = pytest.mark.anyio
 
@@ -94,8 +94,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 async def client() -> AsyncIterator[Client]:
-    params = StdioServerParameters(command=console_script(), args=[], env=child_env())
-    async with Client(params, mode="legacy", read_timeout_seconds=120) as session:
+    async with stdio_client(read_timeout_seconds=120) as session:
         yield session
 
 
