@@ -544,9 +544,10 @@ def _needs_report(node: _Node, depth: int) -> bool:
     return depth > 0 and not node.own_data
 
 
-async def _fetch(run: _Run, graph: _Graph, work: list[tuple[_Node, tuple[str, ...]]]) -> dict[Any, Any]:
-    """All relationship calls of one level at once (the pool's cap bounds them)."""
-    results: dict[Any, Any] = {}
+async def _fetch(
+    run: _Run, graph: _Graph, work: list[tuple[_Node, tuple[str, ...]]], results: dict[Any, Any]
+) -> dict[Any, Any]:
+    """The relationship calls of ``work`` at once (the pool's cap bounds them), answers into ``results``."""
     async with anyio.create_task_group() as tg:
         for node, names in work:
             for name in names:
@@ -574,9 +575,7 @@ async def _level(
             if node.reason is not None:  # vetting made it a leaf
                 run.planned -= len(names)
                 return
-        async with anyio.create_task_group() as tg:
-            for name in names:
-                tg.start_soon(_expand_one, run, graph, node, name, results)
+        await _fetch(run, graph, [(node, names)], results)
 
     async with anyio.create_task_group() as tg:
         for node, names in work:
@@ -595,10 +594,10 @@ async def _root_level(run: _Run, graph: _Graph, root: _Node, rels: dict[str, tup
     if run.sources.settings.policy("gti").requests_per_minute is None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_vet, run, root)
-            results = await _fetch(run, graph, work)
+            results = await _fetch(run, graph, work, {})
     else:
         await _vet(run, root)
-        results = {} if root.leaf_kind == "not_found" else await _fetch(run, graph, work)
+        results = {} if root.leaf_kind == "not_found" else await _fetch(run, graph, work, {})
     if root.leaf_kind in ("gti_benign", "shared_tag"):
         root.reason = root.leaf_kind = None  # the caller asked for this one; hubs under it are still leaves
     if root.leaf_kind == "not_found":
